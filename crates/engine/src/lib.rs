@@ -1,0 +1,328 @@
+//! # engine: frames in, flows and records out
+//!
+//! Contract:
+//! - Pure and deterministic: no OS calls, no clock (`now` is always a parameter; `clippy.toml`
+//!   bans reading the clock and sleeping), no `unsafe`, no I/O. The same frames in the same order
+//!   give the same records in the same order.
+//! - Owns the layer walk ([`decode`]), IP fragment reassembly ([`defrag`]), the flow table
+//!   ([`flow`]) and the record schema ([`record`]). Defines the traits it consumes; the `os`,
+//!   `store` and `netvigil` crates implement them.
+//! - Malformed input becomes a named, counted anomaly ([`Anomalies`]), never a panic.
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod defrag;
+pub mod flow;
+pub mod record;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use decode::{Anomaly, L4, Net, decode, decode_ip_payload};
+use defrag::{DefragConfig, Defragmenter, FragKey, FragOutcome, Fragment};
+use flow::{FlowConfig, FlowCounters, FlowTable, PacketMeta, TcpMeta};
+use record::Endpoint;
+pub use record::{FlowRecord, SCHEMA_VERSION};
+use wire::capture::LinkType;
+use wire::layers::IpProto;
+
+/// One captured frame, as a capture file or a live source hands it over.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Nanoseconds since the Unix epoch.
+    pub ts: i64,
+    pub link: LinkType,
+    /// Length on the wire (may exceed `data.len()` when the capture was cut by a snap length).
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+/// Every record the engine emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Flow(FlowRecord),
+}
+
+impl Record {
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Record::Flow(f) => f.write_json(out),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    pub flows: FlowConfig,
+    pub defrag: DefragConfig,
+}
+
+/// Named anomaly counters (Zeek calls them "weirds").
+#[derive(Clone, Debug, Default)]
+pub struct Anomalies {
+    counts: HashMap<Anomaly, u64>,
+    named: HashMap<&'static str, u64>,
+}
+
+impl Anomalies {
+    pub fn add(&mut self, a: Anomaly) {
+        *self.counts.entry(a).or_insert(0) += 1;
+    }
+    pub fn add_named(&mut self, name: &'static str, n: u64) {
+        if n > 0 {
+            *self.named.entry(name).or_insert(0) += n;
+        }
+    }
+    /// (name, count), most frequent first, then by name.
+    pub fn sorted(&self) -> Vec<(String, u64)> {
+        let mut m: HashMap<String, u64> = HashMap::new();
+        for (a, n) in &self.counts {
+            *m.entry(a.name()).or_insert(0) += n;
+        }
+        for (a, n) in &self.named {
+            *m.entry((*a).to_string()).or_insert(0) += n;
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum::<u64>() + self.named.values().sum::<u64>()
+    }
+}
+
+/// Frame-level counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub frames: u64,
+    pub frame_bytes: u64,
+    /// Frames without an IP header (ARP, LLDP, STP ...).
+    pub non_ip_frames: u64,
+    /// Frames that could not be decoded to an IP header at all.
+    pub undecodable_frames: u64,
+    /// IP fragments buffered for reassembly.
+    pub fragments: u64,
+    /// Datagrams reassembled from fragments.
+    pub reassembled: u64,
+}
+
+/// The engine: one owner, no locks. Feed frames in time order; take records out.
+#[derive(Debug)]
+pub struct Engine {
+    flows: FlowTable,
+    defrag: Defragmenter,
+    anomalies: Anomalies,
+    stats: EngineStats,
+    buf: Vec<FlowRecord>,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Self {
+            flows: FlowTable::new(cfg.flows),
+            defrag: Defragmenter::new(cfg.defrag),
+            anomalies: Anomalies::default(),
+            stats: EngineStats::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Accounts one frame; records of flows that ended go to `out`.
+    pub fn ingest(&mut self, f: &Frame<'_>, out: &mut Vec<Record>) {
+        self.stats.frames += 1;
+        self.stats.frame_bytes += u64::from(f.orig_len);
+        let d = decode(f.link, f.data);
+        if let Some(a) = d.anomaly {
+            self.anomalies.add(a);
+        }
+        match d.net {
+            None if d.anomaly.is_some() => self.stats.undecodable_frames += 1,
+            None => self.stats.non_ip_frames += 1,
+            Some(net) => self.net(f.ts, d.vlan, net, 1, u64::from(f.orig_len)),
+        }
+        self.drain(out);
+    }
+
+    /// Ends idle flows at `now` (a live source calls this when no frames arrive).
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Record>) {
+        self.flows.expire(now, &mut self.buf);
+        self.defrag.expire(now);
+        self.drain(out);
+    }
+
+    /// End of input: every live flow is written out.
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        self.flows.flush(&mut self.buf);
+        let s = *self.defrag.stats();
+        self.anomalies.add_named(
+            "ip_fragments_never_completed",
+            s.fragments_expired + s.fragments_in_flight(),
+        );
+        self.drain(out);
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+    pub fn flow_counters(&self) -> FlowCounters {
+        self.flows.counters()
+    }
+    pub fn anomalies(&self) -> &Anomalies {
+        &self.anomalies
+    }
+    pub fn defrag_stats(&self) -> defrag::DefragStats {
+        *self.defrag.stats()
+    }
+
+    fn drain(&mut self, out: &mut Vec<Record>) {
+        out.extend(self.buf.drain(..).map(Record::Flow));
+    }
+
+    fn net(&mut self, ts: i64, vlan: [u16; 2], net: Net<'_>, frames: u32, frame_bytes: u64) {
+        let (sport, dport, payload_bytes, tcp) = match net.l4 {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                payload_len,
+                ..
+            } => (sport, dport, u64::from(payload_len), Some(TcpMeta { flags, seq })),
+            L4::Udp {
+                sport,
+                dport,
+                payload_len,
+                ..
+            } => (sport, dport, u64::from(payload_len), None),
+            L4::Sctp { sport, dport } => (sport, dport, 0, None),
+            L4::Icmp { echo_id, .. } => {
+                let id = echo_id.unwrap_or(0);
+                (id, id, 0, None)
+            }
+            L4::Other { payload_len } => (0, 0, u64::from(payload_len), None),
+            L4::Fragment {
+                offset,
+                more,
+                ident,
+                payload,
+                payload_len,
+            } => {
+                return self.fragment(
+                    ts,
+                    vlan,
+                    net,
+                    (offset, more, ident, payload, payload_len),
+                    frame_bytes,
+                );
+            }
+        };
+        let meta = PacketMeta {
+            ts,
+            proto: net.proto.0,
+            vlan,
+            src: Endpoint {
+                ip: net.src,
+                port: sport,
+            },
+            dst: Endpoint {
+                ip: net.dst,
+                port: dport,
+            },
+            frames,
+            frame_bytes,
+            payload_bytes,
+            tcp,
+        };
+        self.flows.packet(&meta, &mut self.buf);
+    }
+
+    fn fragment(
+        &mut self,
+        ts: i64,
+        vlan: [u16; 2],
+        net: Net<'_>,
+        (offset, more, ident, payload, payload_len): (usize, bool, u32, &[u8], usize),
+        frame_bytes: u64,
+    ) {
+        self.stats.fragments += 1;
+        if payload.len() < payload_len {
+            // Cut short by the capture: this datagram can never be reassembled. A first
+            // fragment still shows its transport header, and its flow gets this one frame (as
+            // tshark counts it); later fragments are counted as an anomaly.
+            if offset == 0 {
+                self.anomalies.add_named("ip_first_fragment_truncated", 1);
+                let inner = decode_ip_payload(net.src, net.dst, net.proto, payload);
+                let n = match inner.net {
+                    Some(
+                        n @ Net {
+                            l4: L4::Tcp { .. } | L4::Udp { .. } | L4::Sctp { .. } | L4::Icmp { .. },
+                            ..
+                        },
+                    ) => n,
+                    _ => Net {
+                        l4: L4::Other {
+                            payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+                        },
+                        ..net
+                    },
+                };
+                return self.net(ts, vlan, n, 1, frame_bytes);
+            }
+            self.anomalies.add_named("ip_fragment_truncated", 1);
+            return;
+        }
+        let v6 = net.src.is_ipv6();
+        let key = FragKey {
+            src: net.src,
+            dst: net.dst,
+            ident,
+            proto: if v6 { 0 } else { net.proto.0 },
+            vlan: vlan[0],
+        };
+        let frag = Fragment {
+            offset,
+            more,
+            next_header: net.proto.0,
+            payload,
+            claimed_len: payload_len,
+            frame_len: u32::try_from(frame_bytes).unwrap_or(u32::MAX),
+            ts_nanos: ts,
+        };
+        match self.defrag.push(key, frag) {
+            FragOutcome::Pending => {}
+            FragOutcome::Dropped(r) => self.anomalies.add_named(r.name(), 1),
+            FragOutcome::Complete(r) => {
+                self.stats.reassembled += 1;
+                let inner = decode_ip_payload(net.src, net.dst, IpProto(r.next_header), &r.payload);
+                if let Some(a) = inner.anomaly {
+                    self.anomalies.add(a);
+                }
+                let inner_net = match inner.net {
+                    // A fragment inside a reassembled datagram: counted where it completes.
+                    Some(Net {
+                        l4: L4::Fragment { .. },
+                        ..
+                    }) => {
+                        self.anomalies.add_named("nested_ip_fragment", 1);
+                        None
+                    }
+                    other => other,
+                };
+                let n = inner_net.unwrap_or(Net {
+                    src: net.src,
+                    dst: net.dst,
+                    proto: IpProto(r.next_header),
+                    l4: L4::Other {
+                        payload_len: u32::try_from(r.payload.len()).unwrap_or(u32::MAX),
+                    },
+                });
+                self.net(ts, vlan, n, r.fragments, r.frame_bytes);
+            }
+        }
+    }
+}
+
+/// The address family of a flow endpoint, for summaries.
+pub fn is_v6(ip: &IpAddr) -> bool {
+    ip.is_ipv6()
+}

@@ -1,0 +1,20 @@
+//! # wire: bytes to typed protocol views, and capture file formats
+//!
+//! Contract:
+//! - Pure functions over byte slices and `io::Read`/`io::Write`. No OS calls, no clock (time is a
+//!   parameter, see `clippy.toml`), no `unsafe`, no allocation on the per-packet decode path.
+//! - Every view is zero-copy: `View::new_checked(&[u8])` validates the lengths once and returns a
+//!   typed [`Error`] naming the layer and what was missing; its accessors then never panic.
+//! - Code points are open newtypes (`EtherType(pub u16)` with constants) so unknown and GREASE
+//!   values survive.
+//! - Decoding is lax where a monitor needs it (snaplen-truncated payloads are kept and the
+//!   shortfall reported), strict about headers.
+//! - [`capture`] reads and writes classic pcap and pcapng, detected by magic number.
+#![forbid(unsafe_code)]
+
+pub mod capture;
+mod error;
+pub mod layers;
+pub mod synth;
+
+pub use error::{Error, Layer};
