@@ -46,6 +46,10 @@ pub struct ReadArgs {
     /// Never show the progress bar (it is shown only when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// After each file, print its counters (packets, flows created/ended/evicted, anomalies) as
+    /// one JSON object on stderr.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -118,9 +118,47 @@ fn read_one(
             read.packets
         );
     }
+    if args.stats {
+        eprintln!("{}", stats_json(path, &read, &engine));
+    }
     file.finish(&read, &engine);
     summary.add_file(file);
     Ok(())
+}
+
+/// The `--stats` line: one JSON object with the file's counters.
+fn stats_json(path: &Path, read: &os::ReadSummary, engine: &Engine) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from("{\"type\":\"read_stats\",\"file\":");
+    engine::record::write_json_str(&mut s, &path.display().to_string());
+    let e = engine.stats();
+    let c = engine.flow_counters();
+    let _ = write!(
+        s,
+        ",\"packets\":{},\"frame_bytes\":{},\"non_ip_frames\":{},\"undecodable_frames\":{},\"ip_fragments\":{},\"reassembled\":{},\"truncated_tail\":{},\"flows\":{{\"created\":{},\"expired\":{},\"evicted\":{},\"flushed\":{},\"live\":{},\"peak_live\":{}}},\"anomalies\":{{",
+        read.packets,
+        e.frame_bytes,
+        e.non_ip_frames,
+        e.undecodable_frames,
+        e.fragments,
+        e.reassembled,
+        read.truncated_tail.map_or("null".to_string(), |n| n.to_string()),
+        c.created,
+        c.expired,
+        c.evicted,
+        c.flushed,
+        c.live,
+        c.peak_live
+    );
+    for (i, (name, n)) in engine.anomalies().sorted().iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        engine::record::write_json_str(&mut s, name);
+        let _ = write!(s, ":{n}");
+    }
+    s.push_str("}}");
+    s
 }
 
 /// Where records go, in the chosen format.
