@@ -26,6 +26,13 @@ pub enum Layer {
     GtpU,
     Teredo,
     Capture,
+    Dns,
+    Tls,
+    Quic,
+    Http,
+    Stun,
+    Dhcp,
+    App,
 }
 
 impl Layer {
@@ -53,6 +60,13 @@ impl Layer {
             Layer::GtpU => "gtp_u",
             Layer::Teredo => "teredo",
             Layer::Capture => "capture",
+            Layer::Dns => "dns",
+            Layer::Tls => "tls",
+            Layer::Quic => "quic",
+            Layer::Http => "http",
+            Layer::Stun => "stun",
+            Layer::Dhcp => "dhcp",
+            Layer::App => "app",
         }
     }
 }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capture;
+pub mod cursor;
 mod error;
 pub mod layers;
 pub mod synth;
