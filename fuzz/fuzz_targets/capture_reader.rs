@@ -56,7 +56,10 @@ fn stream(src: impl Read) -> Outcome {
             Err(e) => err = Some(error(&e)),
         }
     }
-    assert!(matches!(r.next_packet(), Ok(None)), "stream reader yields after its end");
+    assert!(
+        matches!(r.next_packet(), Ok(None)),
+        "stream reader yields after its end"
+    );
     (pkts, err, r.truncated_tail())
 }
 
@@ -69,5 +72,9 @@ fuzz_target!(|data: &[u8]| {
     let s = slice(data);
     assert_eq!(s, stream(data), "slice and stream readers disagree");
     let chunk = 1 + data.len() % 7;
-    assert_eq!(s, stream(Trickle { data, chunk }), "slice and trickled stream disagree");
+    assert_eq!(
+        s,
+        stream(Trickle { data, chunk }),
+        "slice and trickled stream disagree"
+    );
 });

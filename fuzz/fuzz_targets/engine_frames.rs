@@ -57,7 +57,11 @@ fn check(e: &Engine, records: &[Record]) {
         .iter()
         .map(|Record::Flow(f)| f.to_server.packets + f.to_client.packets)
         .sum();
-    assert!(packets <= e.stats().frames, "{packets} packets from {:?}", e.stats());
+    assert!(
+        packets <= e.stats().frames,
+        "{packets} packets from {:?}",
+        e.stats()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -12,10 +12,17 @@
 //! - [`capture`] reads and writes classic pcap and pcapng, detected by magic number.
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod capture;
 pub mod cursor;
+pub mod dns;
 mod error;
+pub mod http;
 pub mod layers;
+#[cfg(feature = "quic")]
+pub mod quic;
+pub mod stun;
 pub mod synth;
+pub mod tls;
 
 pub use error::{Error, Layer};
