@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crate::record::{ClientBy, DirCounters, EndReason, Endpoint, FlowRecord, FlowState};
+use crate::Record;
+use crate::dissect::Dissect;
+use crate::record::{AppInfo, ClientBy, DirCounters, EndReason, Endpoint, FlowRecord, FlowState};
 
 /// Nanoseconds.
 pub type Nanos = i64;
@@ -131,8 +133,10 @@ enum Class {
 const CLASSES: usize = 6;
 const NIL: u32 = u32::MAX;
 
-#[derive(Clone, Debug)]
-struct Flow {
+/// One live flow. The engine reads and updates the application fields through
+/// [`FlowTable::flow_mut`].
+#[derive(Debug)]
+pub struct Flow {
     key: FlowKey,
     id: u64,
     /// Is the key's `lo` endpoint the client?
@@ -145,9 +149,64 @@ struct Flow {
     dirs: [DirCounters; 2],
     syn_seq: Option<u32>,
     fin: [bool; 2],
+    /// Initial sequence numbers by key side, from SYN / SYN-ACK.
+    isn: [Option<u32>; 2],
     class: Class,
     prev: u32,
     next: u32,
+    /// Application protocol and name, filled by the dissectors.
+    pub app: AppInfo,
+    /// Dissector state while the flow is still being inspected.
+    pub dissect: Option<Box<Dissect>>,
+    /// Inspection is over: the flow is only counted from now on.
+    pub inspected: bool,
+}
+
+impl Flow {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    pub fn proto(&self) -> u8 {
+        self.key.proto
+    }
+    pub fn client(&self) -> Endpoint {
+        if self.client_lo { self.key.lo } else { self.key.hi }
+    }
+    pub fn server(&self) -> Endpoint {
+        if self.client_lo { self.key.hi } else { self.key.lo }
+    }
+    pub fn client_by(&self) -> ClientBy {
+        self.client_by
+    }
+    pub fn start(&self) -> Nanos {
+        self.first
+    }
+    /// The initial sequence number of the side that sends `from_client`'s direction.
+    pub fn isn(&self, from_client: bool) -> Option<u32> {
+        self.isn[usize::from(self.client_lo != from_client)]
+    }
+    /// A protocol message settled who the client is (a TLS ClientHello, an HTTP request):
+    /// when the flow's client was not known from a SYN, the sender becomes the client.
+    /// Returns true when the orientation flipped.
+    pub fn settle_client(&mut self, sender_is_client: bool, by: ClientBy) -> bool {
+        if sender_is_client || matches!(self.client_by, ClientBy::Syn | ClientBy::SynAck) {
+            return false;
+        }
+        self.client_lo = !self.client_lo;
+        self.client_by = by;
+        true
+    }
+}
+
+/// What [`FlowTable::packet`] did with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touched {
+    /// The flow's slot, for [`FlowTable::flow_mut`] (valid until the next call that may end flows).
+    pub idx: u32,
+    /// The packet went from the flow's client to its server.
+    pub from_client: bool,
+    /// The packet created the flow.
+    pub created: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -201,8 +260,13 @@ impl<S: BuildHasher> FlowTable<S> {
         &self.cfg
     }
 
+    /// The live flow in slot `idx` (from [`Touched`]).
+    pub fn flow_mut(&mut self, idx: u32) -> &mut Flow {
+        &mut self.slots[idx as usize]
+    }
+
     /// Accounts one packet; records of flows that ended (timeouts, eviction, reuse) go to `out`.
-    pub fn packet(&mut self, p: &PacketMeta, out: &mut Vec<FlowRecord>) {
+    pub fn packet(&mut self, p: &PacketMeta, out: &mut Vec<Record>) -> Touched {
         if p.ts > self.now {
             self.now = p.ts;
         }
@@ -212,19 +276,25 @@ impl<S: BuildHasher> FlowTable<S> {
         }
         let (key, src_is_lo) = FlowKey::new(p.proto, p.vlan, p.src, p.dst);
         let dir = usize::from(!src_is_lo);
-        let idx = match self.index.get(&key) {
+        let (idx, created) = match self.index.get(&key) {
             Some(&i) if self.starts_new_connection(i, p, dir) => {
                 self.end(i, EndReason::Reused, out);
-                self.create(key, p, src_is_lo, out)
+                (self.create(key, p, src_is_lo, out), true)
             }
-            Some(&i) => i,
-            None => self.create(key, p, src_is_lo, out),
+            Some(&i) => (i, false),
+            None => (self.create(key, p, src_is_lo, out), true),
         };
         self.update(idx, p, dir);
+        let from_client = self.slots[idx as usize].client_lo == src_is_lo;
+        Touched {
+            idx,
+            from_client,
+            created,
+        }
     }
 
     /// Ends flows idle past their timeout at `now`.
-    pub fn expire(&mut self, now: Nanos, out: &mut Vec<FlowRecord>) {
+    pub fn expire(&mut self, now: Nanos, out: &mut Vec<Record>) {
         for c in 0..CLASSES {
             let timeout = self.timeout(c);
             loop {
@@ -238,7 +308,7 @@ impl<S: BuildHasher> FlowTable<S> {
     }
 
     /// Ends every live flow (end of input or shutdown), oldest first.
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+    pub fn flush(&mut self, out: &mut Vec<Record>) {
         let mut live: Vec<u32> = self.index.values().copied().collect();
         live.sort_by_key(|&i| (self.slots[i as usize].first, self.slots[i as usize].id));
         for i in live {
@@ -275,7 +345,7 @@ impl<S: BuildHasher> FlowTable<S> {
         }
     }
 
-    fn create(&mut self, key: FlowKey, p: &PacketMeta, src_is_lo: bool, out: &mut Vec<FlowRecord>) -> u32 {
+    fn create(&mut self, key: FlowKey, p: &PacketMeta, src_is_lo: bool, out: &mut Vec<Record>) -> u32 {
         if self.index.len() >= self.cfg.max_flows {
             self.expire(self.now, out);
             if self.index.len() >= self.cfg.max_flows {
@@ -295,9 +365,13 @@ impl<S: BuildHasher> FlowTable<S> {
             dirs: [DirCounters::default(); 2],
             syn_seq: None,
             fin: [false; 2],
+            isn: [None; 2],
             class: Class::Other,
             prev: NIL,
             next: NIL,
+            app: AppInfo::default(),
+            dissect: None,
+            inspected: false,
         };
         self.next_id += 1;
         let idx = match self.free.pop() {
@@ -320,7 +394,7 @@ impl<S: BuildHasher> FlowTable<S> {
         idx
     }
 
-    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
+    fn evict_one(&mut self, out: &mut Vec<Record>) {
         let oldest = (0..CLASSES)
             .filter_map(|c| {
                 let h = self.lists[c].head;
@@ -345,6 +419,9 @@ impl<S: BuildHasher> FlowTable<S> {
         d.bytes += p.frame_bytes;
         d.payload_bytes += p.payload_bytes;
         if let Some(t) = p.tcp {
+            if t.flags & SYN != 0 && f.isn[dir].is_none() {
+                f.isn[dir] = Some(t.seq);
+            }
             let from_client = f.client_lo == (dir == 0);
             tcp_transition(f, t, dir, from_client);
         }
@@ -354,9 +431,13 @@ impl<S: BuildHasher> FlowTable<S> {
         self.push_tail(class, idx);
     }
 
-    fn end(&mut self, idx: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
+    fn end(&mut self, idx: u32, reason: EndReason, out: &mut Vec<Record>) {
         self.unlink(idx);
-        let f = &self.slots[idx as usize];
+        let f = &mut self.slots[idx as usize];
+        if let Some(d) = f.dissect.take() {
+            d.finish(out);
+        }
+        let f = &mut self.slots[idx as usize];
         self.index.remove(&f.key);
         self.free.push(idx);
         self.counters.live -= 1;
@@ -370,7 +451,7 @@ impl<S: BuildHasher> FlowTable<S> {
         } else {
             (f.key.hi, f.key.lo, f.dirs[1], f.dirs[0])
         };
-        out.push(FlowRecord {
+        out.push(Record::Flow(FlowRecord {
             id: f.id,
             start: f.first,
             end: f.last,
@@ -383,7 +464,8 @@ impl<S: BuildHasher> FlowTable<S> {
             to_server,
             to_client,
             ended_by: reason,
-        });
+            app: std::mem::take(&mut f.app),
+        }));
     }
 
     fn push_tail(&mut self, class: Class, idx: u32) {
@@ -584,6 +666,15 @@ mod tests {
         }
     }
 
+    fn flows(v: &[Record]) -> Vec<&FlowRecord> {
+        v.iter()
+            .filter_map(|r| match r {
+                Record::Flow(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn reconcile(t: &FlowTable) {
         let c = t.counters();
         assert_eq!(c.created, c.expired + c.evicted + c.flushed + c.live, "{c:?}");
@@ -609,7 +700,8 @@ mod tests {
         assert!(out.is_empty());
         t.packet(&tcp(3, true, SYN, 5000, 0), &mut out); // reuse after close: a new flow
         assert_eq!(out.len(), 1);
-        let r = &out[0];
+        let fl = flows(&out);
+        let r = fl[0];
         assert_eq!((r.client, r.server), (ep(C, 50000), ep(S, 443)));
         assert_eq!(
             (r.client_by, r.state, r.ended_by),
@@ -619,7 +711,7 @@ mod tests {
         assert_eq!((r.to_client.packets, r.to_client.bytes), (3, 54 * 3 + 1000));
         t.flush(&mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].state, FlowState::Handshake);
+        assert_eq!(flows(&out)[1].state, FlowState::Handshake);
         reconcile(&t);
     }
 
@@ -630,7 +722,7 @@ mod tests {
         t.packet(&tcp(0, false, ACK, 1, 10), &mut out);
         t.flush(&mut out);
         assert_eq!(
-            (out[0].client, out[0].client_by),
+            (flows(&out)[0].client, flows(&out)[0].client_by),
             (ep(C, 50000), ClientBy::PortGuess)
         );
         // SYN-ACK first: the receiver is the client
@@ -639,7 +731,7 @@ mod tests {
         t.packet(&tcp(0, false, SYN | ACK, 1, 0), &mut out);
         t.flush(&mut out);
         assert_eq!(
-            (out[0].client, out[0].client_by),
+            (flows(&out)[0].client, flows(&out)[0].client_by),
             (ep(C, 50000), ClientBy::SynAck)
         );
         // UDP from a service port to an ephemeral one: a response seen first
@@ -648,9 +740,12 @@ mod tests {
         t.packet(&udp(0, 53, 40000), &mut out);
         t.packet(&udp(0, 40001, 40002), &mut out);
         t.flush(&mut out);
-        assert_eq!((out[0].server.port, out[0].client_by), (53, ClientBy::PortGuess));
         assert_eq!(
-            (out[1].client.port, out[1].client_by),
+            (flows(&out)[0].server.port, flows(&out)[0].client_by),
+            (53, ClientBy::PortGuess)
+        );
+        assert_eq!(
+            (flows(&out)[1].client.port, flows(&out)[1].client_by),
             (40001, ClientBy::FirstPacket)
         );
     }
@@ -663,10 +758,13 @@ mod tests {
         t.packet(&tcp(0, true, SYN, 1, 0), &mut out);
         t.packet(&udp(61, 40003, 53), &mut out); // handshake timeout (60 s) passed
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].proto, out[0].ended_by), (6, EndReason::IdleTimeout));
+        assert_eq!(
+            (flows(&out)[0].proto, flows(&out)[0].ended_by),
+            (6, EndReason::IdleTimeout)
+        );
         t.packet(&udp(121, 40003, 53), &mut out); // first UDP flow idle 121 s > 120 s
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].client.port, 40000);
+        assert_eq!(flows(&out)[1].client.port, 40000);
         reconcile(&t);
     }
 
@@ -687,7 +785,7 @@ mod tests {
         let c = t.counters();
         assert_eq!((c.created, c.live, c.evicted), (1000, 100, 900));
         assert!(
-            out.iter().all(|r| r.client.port != 1024),
+            flows(&out).iter().all(|r| r.client.port != 1024),
             "the busy flow is never the longest idle"
         );
         reconcile(&t);

@@ -10,18 +10,23 @@
 //! - Malformed input becomes a named, counted anomaly ([`Anomalies`]), never a panic.
 #![forbid(unsafe_code)]
 
+pub mod app_record;
 pub mod decode;
 pub mod defrag;
+pub mod dissect;
 pub mod flow;
+mod json;
 pub mod record;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use app_record::{DnsRecord, HttpRecord, QuicRecord, StunRecord, TlsRecord};
 use decode::{Anomaly, L4, Net, decode, decode_ip_payload};
 use defrag::{DefragConfig, Defragmenter, FragKey, FragOutcome, Fragment};
+use dissect::{DissectStats, Dissector, Segment};
 use flow::{FlowConfig, FlowCounters, FlowTable, PacketMeta, TcpMeta};
-use record::Endpoint;
+use record::{DomainSource, Endpoint};
 pub use record::{FlowRecord, SCHEMA_VERSION};
 use wire::capture::LinkType;
 use wire::layers::IpProto;
@@ -41,12 +46,34 @@ pub struct Frame<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Flow(FlowRecord),
+    Dns(Box<DnsRecord>),
+    Tls(Box<TlsRecord>),
+    Quic(Box<QuicRecord>),
+    Http(Box<HttpRecord>),
+    Stun(Box<StunRecord>),
 }
 
 impl Record {
     pub fn write_json(&self, out: &mut String) {
         match self {
             Record::Flow(f) => f.write_json(out),
+            Record::Dns(r) => r.write_json(out),
+            Record::Tls(r) => r.write_json(out),
+            Record::Quic(r) => r.write_json(out),
+            Record::Http(r) => r.write_json(out),
+            Record::Stun(r) => r.write_json(out),
+        }
+    }
+
+    /// The record type, as in the JSON `type` field.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Flow(_) => "flow",
+            Record::Dns(_) => "dns",
+            Record::Tls(_) => "tls",
+            Record::Quic(_) => "quic",
+            Record::Http(_) => "http",
+            Record::Stun(_) => "stun",
         }
     }
 }
@@ -113,7 +140,8 @@ pub struct Engine {
     defrag: Defragmenter,
     anomalies: Anomalies,
     stats: EngineStats,
-    buf: Vec<FlowRecord>,
+    dissector: Dissector,
+    buf: Vec<Record>,
 }
 
 impl Engine {
@@ -123,6 +151,7 @@ impl Engine {
             defrag: Defragmenter::new(cfg.defrag),
             anomalies: Anomalies::default(),
             stats: EngineStats::default(),
+            dissector: Dissector::default(),
             buf: Vec::new(),
         }
     }
@@ -174,11 +203,16 @@ impl Engine {
         *self.defrag.stats()
     }
 
+    pub fn dissect_stats(&self) -> DissectStats {
+        self.dissector.stats
+    }
+
     fn drain(&mut self, out: &mut Vec<Record>) {
-        out.extend(self.buf.drain(..).map(Record::Flow));
+        out.append(&mut self.buf);
     }
 
     fn net(&mut self, ts: i64, vlan: [u16; 2], net: Net<'_>, frames: u32, frame_bytes: u64) {
+        let mut payload: &[u8] = &[];
         let (sport, dport, payload_bytes, tcp) = match net.l4 {
             L4::Tcp {
                 sport,
@@ -186,14 +220,21 @@ impl Engine {
                 flags,
                 seq,
                 payload_len,
+                payload: p,
                 ..
-            } => (sport, dport, u64::from(payload_len), Some(TcpMeta { flags, seq })),
+            } => {
+                payload = p;
+                (sport, dport, u64::from(payload_len), Some(TcpMeta { flags, seq }))
+            }
             L4::Udp {
                 sport,
                 dport,
                 payload_len,
-                ..
-            } => (sport, dport, u64::from(payload_len), None),
+                payload: p,
+            } => {
+                payload = p;
+                (sport, dport, u64::from(payload_len), None)
+            }
             L4::Sctp { sport, dport } => (sport, dport, 0, None),
             L4::Icmp { echo_id, .. } => {
                 let id = echo_id.unwrap_or(0);
@@ -233,7 +274,24 @@ impl Engine {
             payload_bytes,
             tcp,
         };
-        self.flows.packet(&meta, &mut self.buf);
+        let touched = self.flows.packet(&meta, &mut self.buf);
+        let flow = self.flows.flow_mut(touched.idx);
+        if touched.created
+            && let Some(name) = self.dissector.cache.lookup(&flow.server().ip, ts)
+        {
+            flow.app.set_domain(name, DomainSource::Dns);
+        }
+        if !payload.is_empty() && !flow.inspected {
+            let seg = Segment {
+                ts,
+                from_client: touched.from_client,
+                seq: tcp.map(|t| t.seq),
+                payload,
+                sport,
+                dport,
+            };
+            self.dissector.payload(flow, &seg, &mut self.buf);
+        }
     }
 
     fn fragment(

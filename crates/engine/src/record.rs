@@ -39,6 +39,8 @@ pub enum ClientBy {
     FirstPacket,
     /// The start was missed; a port heuristic decided (a guess).
     PortGuess,
+    /// A protocol message settled it: the sender of a TLS ClientHello or an HTTP request.
+    Protocol,
 }
 
 impl ClientBy {
@@ -48,6 +50,7 @@ impl ClientBy {
             ClientBy::SynAck => "syn_ack",
             ClientBy::FirstPacket => "first_packet",
             ClientBy::PortGuess => "port_guess",
+            ClientBy::Protocol => "protocol",
         }
     }
 }
@@ -97,6 +100,80 @@ impl EndReason {
     }
 }
 
+/// Where a flow's `domain` came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DomainSource {
+    /// The TLS ClientHello's server_name.
+    TlsSni,
+    /// The QUIC Initial's ClientHello server_name.
+    QuicSni,
+    /// The HTTP request's Host header.
+    HttpHost,
+    /// A DNS answer for the server's address, seen before the flow began.
+    Dns,
+}
+
+impl DomainSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DomainSource::TlsSni => "tls_sni",
+            DomainSource::QuicSni => "quic_sni",
+            DomainSource::HttpHost => "http_host",
+            DomainSource::Dns => "dns",
+        }
+    }
+    /// Names from the flow itself outrank a DNS answer.
+    pub const fn from_flow(self) -> bool {
+        !matches!(self, DomainSource::Dns)
+    }
+}
+
+/// How the application protocol was recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AppBy {
+    /// The payload says so (a parsed message or a protocol signature).
+    #[default]
+    Content,
+    /// Only the port suggests it: a guess.
+    Port,
+}
+
+/// What the dissectors learned about a flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppInfo {
+    pub app_proto: Option<&'static str>,
+    pub app_by: AppBy,
+    pub domain: Option<String>,
+    pub domain_source: Option<DomainSource>,
+}
+
+impl AppInfo {
+    /// Sets the domain unless a better source already named the flow.
+    pub fn set_domain(&mut self, name: &str, source: DomainSource) {
+        if name.is_empty() {
+            return;
+        }
+        let better = match self.domain_source {
+            None => true,
+            Some(old) => source.from_flow() && !old.from_flow(),
+        };
+        if better {
+            self.domain = Some(name.to_string());
+            self.domain_source = Some(source);
+        }
+    }
+    /// Sets the protocol from content (overrides a port guess, never another content label).
+    pub fn set_app(&mut self, app: &'static str, by: AppBy) {
+        match (self.app_proto, self.app_by, by) {
+            (None, _, _) | (Some(_), AppBy::Port, AppBy::Content) => {
+                self.app_proto = Some(app);
+                self.app_by = by;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A finished (or flushed) flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
@@ -115,6 +192,7 @@ pub struct FlowRecord {
     pub to_server: DirCounters,
     pub to_client: DirCounters,
     pub ended_by: EndReason,
+    pub app: AppInfo,
 }
 
 impl FlowRecord {
@@ -157,16 +235,39 @@ impl FlowRecord {
         write_dir(out, &self.to_server);
         out.push_str(",\"to_client\":");
         write_dir(out, &self.to_client);
-        let _ = write!(
-            out,
-            ",\"ended_by\":\"{}\",\"app_proto\":null,\"domain\":null,\"domain_source\":null}}",
-            self.ended_by.as_str()
-        );
+        let _ = write!(out, ",\"ended_by\":\"{}\",\"app_proto\":", self.ended_by.as_str());
+        match self.app.app_proto {
+            Some(a) => {
+                let _ = write!(
+                    out,
+                    "\"{a}\",\"app_proto_by\":\"{}\"",
+                    if self.app.app_by == AppBy::Port {
+                        "port"
+                    } else {
+                        "content"
+                    }
+                );
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"domain\":");
+        match &self.app.domain {
+            Some(d) => write_json_str(out, d),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"domain_source\":");
+        match self.app.domain_source {
+            Some(d) => {
+                let _ = write!(out, "\"{}\"", d.as_str());
+            }
+            None => out.push_str("null"),
+        }
+        out.push('}');
     }
 
-    pub const CSV_HEADER: &'static str = "type,id,start,end,l4,client_ip,client_port,server_ip,server_port,vlan,vlan_inner,client_by,state,to_server_packets,to_server_bytes,to_server_payload_bytes,to_client_packets,to_client_bytes,to_client_payload_bytes,ended_by,app_proto,domain,domain_source";
+    pub const CSV_HEADER: &'static str = "type,id,start,end,l4,client_ip,client_port,server_ip,server_port,vlan,vlan_inner,client_by,state,to_server_packets,to_server_bytes,to_server_payload_bytes,to_client_packets,to_client_bytes,to_client_payload_bytes,ended_by,app_proto,app_proto_by,domain,domain_source";
 
-    /// One CSV row (RFC 4180; no field here needs quoting), no trailing newline.
+    /// One CSV row (RFC 4180: the domain is quoted when it needs to be), no trailing newline.
     pub fn write_csv(&self, out: &mut String) {
         let _ = write!(out, "flow,{},", self.id);
         write_rfc3339(out, self.start);
@@ -175,7 +276,7 @@ impl FlowRecord {
         let vlan = |v: u16| if v == 0 { String::new() } else { v.to_string() };
         let _ = write!(
             out,
-            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},,,",
+            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},",
             self.l4_name(),
             self.client.ip,
             self.client.port,
@@ -192,7 +293,31 @@ impl FlowRecord {
             self.to_client.bytes,
             self.to_client.payload_bytes,
             self.ended_by.as_str(),
+            self.app.app_proto.unwrap_or(""),
+            match (self.app.app_proto, self.app.app_by) {
+                (None, _) => "",
+                (Some(_), AppBy::Content) => "content",
+                (Some(_), AppBy::Port) => "port",
+            },
         );
+        if let Some(d) = &self.app.domain {
+            write_csv_field(out, d);
+        }
+        out.push(',');
+        if let Some(d) = self.app.domain_source {
+            out.push_str(d.as_str());
+        }
+    }
+}
+
+/// A CSV field, quoted (RFC 4180) when it holds a comma, quote or line break.
+pub fn write_csv_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
     }
 }
 

@@ -195,7 +195,8 @@ impl<W: Write> Output<W> {
                     self.w.write_all(self.line.as_bytes())?;
                 }
                 Format::Csv => {
-                    let Record::Flow(f) = &r;
+                    // CSV is one flow per row; the message records are JSON-only.
+                    let Record::Flow(f) = &r else { continue };
                     self.line.clear();
                     f.write_csv(&mut self.line);
                     self.line.push('\n');

@@ -91,6 +91,12 @@ pub struct Summary {
     other_hosts: HostTotals,
     top_flows: BinaryHeap<Reverse<(u64, u64, FlowKeyed)>>,
     seq: u64,
+    /// Application protocols: flows and bytes.
+    apps: BTreeMap<String, Totals>,
+    /// Names of servers (SNI, Host, DNS): flows and bytes, capped like hosts.
+    domains: HashMap<String, Totals>,
+    /// Message records by type (dns, tls, http ...).
+    messages: BTreeMap<&'static str, u64>,
 }
 
 /// A flow record ordered by nothing but its place in the heap's tuple.
@@ -122,6 +128,9 @@ impl Summary {
             other_hosts: HostTotals::default(),
             top_flows: BinaryHeap::new(),
             seq: 0,
+            apps: BTreeMap::new(),
+            domains: HashMap::new(),
+            messages: BTreeMap::new(),
         }
     }
 
@@ -130,7 +139,35 @@ impl Summary {
     }
 
     pub fn record(&mut self, r: &Record) {
-        let Record::Flow(f) = r;
+        let Record::Flow(f) = r else {
+            *self.messages.entry(r.type_name()).or_insert(0) += 1;
+            return;
+        };
+        let app = match (f.app.app_proto, f.app.app_by) {
+            (Some(a), engine::record::AppBy::Content) => a.to_string(),
+            (Some(a), engine::record::AppBy::Port) => format!("{a}?"),
+            (None, _) => "unknown".to_string(),
+        };
+        let t = self.apps.entry(app).or_default();
+        t.flows += 1;
+        t.packets += f.to_server.packets + f.to_client.packets;
+        t.bytes += f.total_bytes();
+        if let Some(d) = &f.app.domain {
+            let full = self.domains.len() >= MAX_HOSTS;
+            if let Some(t) = self.domains.get_mut(d) {
+                t.flows += 1;
+                t.bytes += f.total_bytes();
+            } else if !full {
+                self.domains.insert(
+                    d.clone(),
+                    Totals {
+                        flows: 1,
+                        packets: 0,
+                        bytes: f.total_bytes(),
+                    },
+                );
+            }
+        }
         let t = self.protocols.entry(f.l4_name()).or_default();
         t.flows += 1;
         t.packets += f.to_server.packets + f.to_client.packets;
@@ -262,10 +299,17 @@ impl Summary {
                     IpAddr::V6(ip) => format!("[{ip}]:{}", e.port),
                     IpAddr::V4(ip) => format!("{ip}:{}", e.port),
                 };
+                let name = f
+                    .app
+                    .domain
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                let app = f.app.app_proto.map(|a| format!("/{a}")).unwrap_or_default();
                 writeln!(
                     w,
-                    "  {:<5} {} -> {}  {}  {} pkts, {} up / {} down, {}{}",
-                    f.l4_name(),
+                    "  {:<5} {} -> {}{name}  {}  {} pkts, {} up / {} down, {}{}",
+                    format!("{}{app}", f.l4_name()),
                     ep(&f.client),
                     ep(&f.server),
                     f.state.as_str(),

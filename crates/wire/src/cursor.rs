@@ -39,14 +39,22 @@ impl<'a> Reader<'a> {
     /// Moves to an absolute position within the buffer.
     pub fn seek(&mut self, pos: usize) -> Result<(), Error> {
         if pos > self.buf.len() {
-            return Err(Error::Truncated { layer: self.layer, need: pos, have: self.buf.len() });
+            return Err(Error::Truncated {
+                layer: self.layer,
+                need: pos,
+                have: self.buf.len(),
+            });
         }
         self.pos = pos;
         Ok(())
     }
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if n > self.remaining() {
-            return Err(Error::Truncated { layer: self.layer, need: n, have: self.remaining() });
+            return Err(Error::Truncated {
+                layer: self.layer,
+                need: n,
+                have: self.remaining(),
+            });
         }
         let b = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -78,7 +86,11 @@ impl<'a> Reader<'a> {
     }
     /// A QUIC variable-length integer (RFC 9000 section 16).
     pub fn varint(&mut self) -> Result<u64, Error> {
-        let first = *self.rest().first().ok_or(Error::Truncated { layer: self.layer, need: 1, have: 0 })?;
+        let first = *self.rest().first().ok_or(Error::Truncated {
+            layer: self.layer,
+            need: 1,
+            have: 0,
+        })?;
         let len = 1usize << (first >> 6);
         let b = self.bytes(len)?;
         let mut v = u64::from(b[0] & 0x3f);
@@ -108,7 +120,14 @@ impl<'a> Reader<'a> {
     }
     /// Fails with `Malformed { what }` when bytes are left over.
     pub fn expect_end(&self, what: &'static str) -> Result<(), Error> {
-        if self.is_empty() { Ok(()) } else { Err(Error::Malformed { layer: self.layer, what }) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Malformed {
+                layer: self.layer,
+                what,
+            })
+        }
     }
 }
 
@@ -137,7 +156,14 @@ mod tests {
         assert_eq!(r.vec8().unwrap(), &[0xaa, 0xbb]);
         assert_eq!(r.varint().unwrap(), 0x25);
         assert!(r.expect_end("trailing").is_err());
-        assert_eq!(r.u16(), Err(Error::Truncated { layer: Layer::Tls, need: 2, have: 1 }));
+        assert_eq!(
+            r.u16(),
+            Err(Error::Truncated {
+                layer: Layer::Tls,
+                need: 2,
+                have: 1
+            })
+        );
         assert_eq!(r.position(), 11, "a failed read does not move the cursor");
         let mut v = Reader::new(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c], Layer::Quic);
         assert_eq!(v.varint().unwrap(), 151_288_809_941_952_652);
