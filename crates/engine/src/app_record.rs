@@ -1,6 +1,7 @@
 //! Records of application messages (`dns`, `tls`, `quic`, `http`, `stun`), each tied to its
 //! flow by `flow_id` and carrying the flow's client and server endpoints.
 
+use wire::apps::Dhcp;
 use wire::dns::Message as DnsMessage;
 use wire::http::{Request, Response};
 use wire::stun::Message as StunMessage;
@@ -265,5 +266,47 @@ impl StunRecord {
                 .as_deref(),
         )
         .end();
+    }
+}
+
+/// A DHCP message: how a LAN device names itself (the gateway agent will use it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpRecord {
+    pub meta: RecordMeta,
+    pub dhcp: Dhcp,
+}
+
+impl DhcpRecord {
+    pub fn message_type_name(t: u8) -> &'static str {
+        match t {
+            1 => "DISCOVER",
+            2 => "OFFER",
+            3 => "REQUEST",
+            4 => "DECLINE",
+            5 => "ACK",
+            6 => "NAK",
+            7 => "RELEASE",
+            8 => "INFORM",
+            _ => "OTHER",
+        }
+    }
+
+    pub fn write_json(&self, out: &mut String) {
+        let d = &self.dhcp;
+        let m = d.client_mac;
+        let mac = format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+        let mut o = Obj::new(out);
+        self.meta.write("dhcp", &mut o);
+        o.str("op", if d.op == 1 { "request" } else { "reply" })
+            .opt_str("message_type", d.message_type.map(Self::message_type_name))
+            .str("client_mac", &mac)
+            .opt_str("hostname", d.hostname.as_deref())
+            .opt_str("client_fqdn", d.client_fqdn.as_deref())
+            .opt_str("requested_ip", d.requested_ip.map(|a| a.to_string()).as_deref())
+            .opt_str("vendor_class", d.vendor_class.as_deref())
+            .end();
     }
 }

@@ -21,7 +21,7 @@ pub mod record;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use app_record::{DnsRecord, HttpRecord, QuicRecord, StunRecord, TlsRecord};
+use app_record::{DhcpRecord, DnsRecord, HttpRecord, QuicRecord, StunRecord, TlsRecord};
 use decode::{Anomaly, L4, Net, decode, decode_ip_payload};
 use defrag::{DefragConfig, Defragmenter, FragKey, FragOutcome, Fragment};
 use dissect::{DissectStats, Dissector, Segment};
@@ -51,6 +51,7 @@ pub enum Record {
     Quic(Box<QuicRecord>),
     Http(Box<HttpRecord>),
     Stun(Box<StunRecord>),
+    Dhcp(Box<DhcpRecord>),
 }
 
 impl Record {
@@ -62,6 +63,7 @@ impl Record {
             Record::Quic(r) => r.write_json(out),
             Record::Http(r) => r.write_json(out),
             Record::Stun(r) => r.write_json(out),
+            Record::Dhcp(r) => r.write_json(out),
         }
     }
 
@@ -74,6 +76,7 @@ impl Record {
             Record::Quic(_) => "quic",
             Record::Http(_) => "http",
             Record::Stun(_) => "stun",
+            Record::Dhcp(_) => "dhcp",
         }
     }
 }

@@ -154,7 +154,141 @@ fn synthetic_capture(path: &Path) {
         synth::udp_ipv4_frame(c, s, 42000, 5000, b"two"),
         200 * SEC,
     );
+    // 8. naming: a DNS answer, then TLS and HTTP to the answered address, then a UDP flow that
+    //    only the DNS answer names
+    let resolver = Ipv4Addr::new(192, 0, 2, 53);
+    let web = Ipv4Addr::new(198, 51, 100, 80);
+    let q = dns_message(0x1234, false, "www.example.org", None);
+    let a = dns_message(0x1234, true, "www.example.org", Some(web));
+    put(
+        &mut w,
+        eth,
+        synth::udp_ipv4_frame(c, resolver, 40100, 53, &q),
+        SEC,
+    );
+    put(
+        &mut w,
+        eth,
+        synth::udp_ipv4_frame(resolver, c, 53, 40100, &a),
+        SEC / 100,
+    );
+    let to_web = |sport: u16, dport: u16, out: bool, flags: u8, seq: u32, p: &[u8]| {
+        if out {
+            synth::tcp_ipv4_frame(c, web, sport, dport, seq, 0, flags, p)
+        } else {
+            synth::tcp_ipv4_frame(web, c, dport, sport, seq, 0, flags, p)
+        }
+    };
+    let hello = client_hello("www.example.org");
+    put(
+        &mut w,
+        eth,
+        to_web(50443, 443, true, TcpFlags::SYN, 1000, b""),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50443, 443, false, TcpFlags::SYN | TcpFlags::ACK, 7000, b""),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50443, 443, true, TcpFlags::ACK, 1001, b""),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50443, 443, true, TcpFlags::ACK | TcpFlags::PSH, 1001, &hello),
+        SEC / 100,
+    );
+    let get = b"GET /index.html HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n\r\n";
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello";
+    put(
+        &mut w,
+        eth,
+        to_web(50080, 80, true, TcpFlags::SYN, 2000, b""),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50080, 80, false, TcpFlags::SYN | TcpFlags::ACK, 9000, b""),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50080, 80, true, TcpFlags::ACK | TcpFlags::PSH, 2001, get),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        to_web(50080, 80, false, TcpFlags::ACK | TcpFlags::PSH, 9001, ok),
+        SEC / 100,
+    );
+    put(
+        &mut w,
+        eth,
+        synth::udp_ipv4_frame(c, web, 43000, 5000, b"x"),
+        SEC / 100,
+    );
     w.finish().unwrap().flush().unwrap();
+}
+
+/// A DNS query for `name` (type A), or its answer with one A record (TTL 300).
+fn dns_message(id: u16, response: bool, name: &str, answer: Option<Ipv4Addr>) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&(if response { 0x8180u16 } else { 0x0100 }).to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if let Some(a) = answer {
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+        m.extend_from_slice(&a.octets());
+    }
+    m
+}
+
+/// A TLS record with a ClientHello: SNI, ALPN h2 and http/1.1, TLS 1.3 and 1.2 offered.
+fn client_hello(sni: &str) -> Vec<u8> {
+    fn ext(t: u16, body: &[u8]) -> Vec<u8> {
+        let mut e = t.to_be_bytes().to_vec();
+        e.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        e.extend_from_slice(body);
+        e
+    }
+    let mut sni_list = vec![0];
+    sni_list.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    sni_list.extend_from_slice(sni.as_bytes());
+    let mut sni_body = (sni_list.len() as u16).to_be_bytes().to_vec();
+    sni_body.extend_from_slice(&sni_list);
+    let alpn_list = b"\x02h2\x08http/1.1";
+    let mut alpn = (alpn_list.len() as u16).to_be_bytes().to_vec();
+    alpn.extend_from_slice(alpn_list);
+    let mut exts = ext(0x0000, &sni_body);
+    exts.extend(ext(0x0010, &alpn));
+    exts.extend(ext(0x002b, &[4, 3, 4, 3, 3]));
+    exts.extend(ext(0x000d, &[0, 2, 4, 3]));
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 4, 0x13, 0x01, 0x13, 0x02, 1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend(body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
 }
 
 #[test]
@@ -181,7 +315,28 @@ fn golden_records_of_a_synthetic_capture() {
     let csv = run(&["read", "--format", "csv", cap.to_str().unwrap()]);
     let csv = stdout(&csv);
     assert!(csv.starts_with("type,id,start,end,l4,client_ip"));
-    assert_eq!(csv.lines().count(), got.lines().count() + 1);
+    let flows = got
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":\"flow\""))
+        .count();
+    assert_eq!(csv.lines().count(), flows + 1);
+    // The names reach the flows: from the ClientHello, the Host header and the DNS answer.
+    for (needle, source) in [
+        ("\"server\":{\"ip\":\"198.51.100.80\",\"port\":443}", "tls_sni"),
+        ("\"ip\":\"198.51.100.80\",\"port\":80}", "http_host"),
+        ("\"ip\":\"198.51.100.80\",\"port\":5000}", "dns"),
+    ] {
+        let line = got
+            .lines()
+            .find(|l| l.starts_with("{\"type\":\"flow\"") && l.contains(needle))
+            .expect(needle);
+        assert!(
+            line.contains(&format!(
+                "\"domain\":\"www.example.org\",\"domain_source\":\"{source}\""
+            )),
+            "{line}"
+        );
+    }
     // And the table names the hosts and protocols.
     let table = stdout(&run(&["read", cap.to_str().unwrap()]));
     for needle in [

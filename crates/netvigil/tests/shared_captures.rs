@@ -50,7 +50,15 @@ fn names_match_tshark_on_the_shared_captures() {
     let checker = pcaps.join("../conformance/check.py");
     let out = Command::new("python3")
         .arg(&checker)
-        .args(["--pcaps", pcaps.to_str().unwrap(), "--only", "sni,quic,dns,http", "--min", "99,quic=95", "--"])
+        .args([
+            "--pcaps",
+            pcaps.to_str().unwrap(),
+            "--only",
+            "sni,quic,dns,http",
+            "--min",
+            "99,quic=95",
+            "--",
+        ])
         .arg(env!("CARGO_BIN_EXE_netvigil"))
         .args(["read", "--format", "jsonl"])
         .output()
@@ -58,11 +66,26 @@ fn names_match_tshark_on_the_shared_captures() {
     let text = stdout(&out);
     let last = text.lines().last().unwrap_or_default().to_string();
     eprintln!("{last}");
-    assert!(out.status.success(), "conformance below the goals:\n{text}\n{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "conformance below the goals:\n{text}\n{}",
+        stderr(&out)
+    );
     // TLS SNI: nothing reported that tshark did not see.
-    assert!(last.contains("sni 100.0% of") || last.contains("sni 99."), "{last}");
-    let sni_extra = last.split("sni ").nth(1).and_then(|s| s.split("(").nth(1)).and_then(|s| s.split(' ').next());
-    assert_eq!(sni_extra, Some("0"), "TLS SNI reported that tshark did not see: {last}");
+    assert!(
+        last.contains("sni 100.0% of") || last.contains("sni 99."),
+        "{last}"
+    );
+    let sni_extra = last
+        .split("sni ")
+        .nth(1)
+        .and_then(|s| s.split("(").nth(1))
+        .and_then(|s| s.split(' ').next());
+    assert_eq!(
+        sni_extra,
+        Some("0"),
+        "TLS SNI reported that tshark did not see: {last}"
+    );
 }
 
 #[test]
@@ -95,7 +118,10 @@ fn every_shared_capture_reads_cleanly_in_every_format() {
             );
             if format == "jsonl" {
                 let text = stdout(&out);
-                let flows = text.lines().filter(|l| l.starts_with("{\"type\":\"flow\"")).count() as u64;
+                let flows = text
+                    .lines()
+                    .filter(|l| l.starts_with("{\"type\":\"flow\""))
+                    .count() as u64;
                 assert_eq!(flows, created, "{}: one flow record per flow", cap.display());
             }
         }

@@ -16,7 +16,9 @@ use wire::http::{self, Message as HttpMessage, MessageStream};
 use wire::tls::{self, Handshake, HandshakeScan, Transport};
 
 use crate::Record;
-use crate::app_record::{DnsRecord, HelloSummary, HttpRecord, QuicRecord, RecordMeta, StunRecord, TlsRecord};
+use crate::app_record::{
+    DhcpRecord, DnsRecord, HelloSummary, HttpRecord, QuicRecord, RecordMeta, StunRecord, TlsRecord,
+};
 use crate::flow::Flow;
 use crate::record::{AppBy, ClientBy, DomainSource};
 use dns_cache::DnsCache;
@@ -81,6 +83,9 @@ enum Kind {
         connect: bool,
     },
     HttpUdp {
+        messages: u32,
+    },
+    Dhcp {
         messages: u32,
     },
     #[cfg(feature = "quic")]
@@ -277,8 +282,11 @@ impl Dissector {
                 d.kind = Kind::HttpUdp { messages: 0 };
             } else if let Some(app) = apps::identify_udp(p, seg.sport, seg.dport) {
                 flow.app.set_app(app.name(), AppBy::Content);
-                d.kind = Kind::Done;
-                return;
+                if app != apps::App::Dhcp {
+                    d.kind = Kind::Done;
+                    return;
+                }
+                d.kind = Kind::Dhcp { messages: 0 };
             } else if wire::dns::looks_like_dns(p) {
                 // DNS on a port of its own (DNSCrypt resolvers answer plain queries on 443 ...).
                 flow.app.set_app("dns", AppBy::Content);
@@ -299,6 +307,18 @@ impl Dissector {
                     if *messages >= MAX_DNS_MESSAGES {
                         d.kind = Kind::Done;
                     }
+                }
+            }
+            Kind::Dhcp { messages } => {
+                if let Ok(dhcp) = apps::parse_dhcp(p) {
+                    *messages += 1;
+                    out.push(Record::Dhcp(Box::new(DhcpRecord {
+                        meta: meta(flow, seg.ts),
+                        dhcp,
+                    })));
+                }
+                if *messages >= MAX_STUN_MESSAGES || d.payloads >= 256 {
+                    d.kind = Kind::Done;
                 }
             }
             Kind::HttpUdp { messages } => {
@@ -483,6 +503,7 @@ impl Dissector {
                     *messages += 1;
                     match m {
                         HttpMessage::Request(req) => {
+                            flow.settle_client(from_client, ClientBy::Protocol);
                             self.stats.http_requests += 1;
                             flow.app.set_app("http", AppBy::Content);
                             if let Some(h) = &req.host {
