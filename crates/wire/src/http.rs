@@ -134,19 +134,29 @@ fn find_lf(b: &[u8]) -> Option<usize> {
 /// A start-line scan: `Ok(None)` while the bytes so far are a plausible prefix.
 type LineScan<T> = Result<Option<(T, usize)>, Error>;
 
-/// Matches "HTTP/d.d" at `at`; `Ok(None)` when the buffer ends inside it.
+/// Matches "HTTP/" and a version of digits and dots ("1.1", also the "1." some clients send) at
+/// `at`; `Ok(None)` when the buffer ends inside it.
 fn version_at(buf: &[u8], at: usize) -> Result<Option<usize>, Error> {
-    const PAT: &[u8] = b"HTTP/0.0";
+    const PAT: &[u8] = b"HTTP/";
     for (i, &p) in PAT.iter().enumerate() {
         let Some(&b) = buf.get(at + i) else {
             return Ok(None);
         };
-        let ok = if p == b'0' { b.is_ascii_digit() } else { b == p };
-        if !ok {
+        if b != p {
             return Err(malformed("version is not HTTP/x.y"));
         }
     }
-    Ok(Some(at + PAT.len()))
+    let v0 = at + PAT.len();
+    let n = buf[v0.min(buf.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .count();
+    let end = v0 + n;
+    match buf.get(end) {
+        None => Ok(None),
+        Some(_) if n == 0 || n > 5 || !buf[v0].is_ascii_digit() => Err(malformed("version is not HTTP/x.y")),
+        Some(_) => Ok(Some(end)),
+    }
 }
 
 /// Matches CRLF or LF at `at`: the index after it.
@@ -1030,6 +1040,9 @@ HTTP/1.1 200 OK\r\n\r\nbody until close HTTP/1.1 200 OK\r\n\r\n";
         );
         let (r, _) = done_req(b"GET /HTTP/1.1\nHost: h\n\n");
         assert_eq!(r.target, "/HTTP/1.1");
+        // A truncated version, as in zeek's methods.pcap, is still a request.
+        let (r, _) = done_req(b"POST / HTTP/1.\nHost: www.google.com\n\n");
+        assert_eq!((r.method.as_str(), r.version.as_str()), ("POST", "HTTP/1."));
         // An unknown method still needs a version.
         assert!(matches!(parse_request(b"FOO /\r\n\r\n"), Parse::Invalid(_)));
     }
