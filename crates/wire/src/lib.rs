@@ -2,7 +2,9 @@
 //!
 //! Contract:
 //! - Pure functions over byte slices and `io::Read`/`io::Write`. No OS calls, no clock (time is a
-//!   parameter, see `clippy.toml`), no `unsafe`, no allocation on the per-packet decode path.
+//!   parameter, see `clippy.toml`), no `unsafe`, no allocation on the per-packet decode path
+//!   ([`layers`]); message parsers ([`dns`], [`tls`], [`http`], [`stun`], [`apps`], and
+//!   `quic` behind the `quic` feature) allocate only what they return, bounded by their input.
 //! - Every view is zero-copy: `View::new_checked(&[u8])` validates the lengths once and returns a
 //!   typed [`Error`] naming the layer and what was missing; its accessors then never panic.
 //! - Code points are open newtypes (`EtherType(pub u16)` with constants) so unknown and GREASE
@@ -10,6 +12,7 @@
 //! - Decoding is lax where a monitor needs it (snaplen-truncated payloads are kept and the
 //!   shortfall reported), strict about headers.
 //! - [`capture`] reads and writes classic pcap and pcapng, detected by magic number.
+//! - Every parser of network bytes has a fuzz target in `fuzz/` and never panics.
 #![forbid(unsafe_code)]
 
 pub mod apps;
