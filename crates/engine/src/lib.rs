@@ -17,6 +17,7 @@ pub mod dissect;
 pub mod flow;
 mod json;
 pub mod record;
+pub mod sockets;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
