@@ -130,6 +130,13 @@ fn is_stun(p: &[u8], stun_port: bool) -> bool {
     wire::stun::parse(p).is_ok_and(|(m, _)| !m.classic || stun_port)
 }
 
+/// A DNS message worth a record: it parses, and something in it was readable (a question, a
+/// record, or a clean empty message), so that garbage on port 53 is not reported as DNS.
+fn dns_message(p: &[u8]) -> Option<wire::dns::Message> {
+    let m = wire::dns::parse(p).ok()?;
+    (!m.questions.is_empty() || !m.records.is_empty() || m.incomplete.is_none()).then_some(m)
+}
+
 fn meta(flow: &Flow, ts: i64) -> RecordMeta {
     RecordMeta {
         flow_id: flow.id(),
@@ -262,7 +269,7 @@ impl Dissector {
                 None
             };
             if let Some(app) = dns_app
-                && wire::dns::parse(p).is_ok()
+                && dns_message(p).is_some()
             {
                 flow.app.set_app(app, AppBy::Content);
                 d.kind = Kind::Dns { app, messages: 0 };
@@ -300,7 +307,7 @@ impl Dissector {
         }
         match &mut d.kind {
             Kind::Dns { app, messages } => {
-                if let Ok(msg) = wire::dns::parse(p) {
+                if let Some(msg) = dns_message(p) {
                     *messages += 1;
                     let app = *app;
                     self.dns_record(flow, app, seg, msg, out);
@@ -554,7 +561,7 @@ impl Dissector {
                 let buf = &mut bufs[dir];
                 buf.extend_from_slice(bytes);
                 let (msgs, used) = wire::dns::split_tcp(buf);
-                let parsed: Vec<_> = msgs.iter().filter_map(|m| wire::dns::parse(m).ok()).collect();
+                let parsed: Vec<_> = msgs.iter().filter_map(|m| dns_message(m)).collect();
                 buf.drain(..used.min(buf.len()));
                 let overflow = buf.len() > MAX_DNS_TCP_BUFFER;
                 for msg in parsed {
