@@ -465,6 +465,7 @@ impl<S: BuildHasher> FlowTable<S> {
             to_client,
             ended_by: reason,
             app: std::mem::take(&mut f.app),
+            process: None,
         }));
     }
 

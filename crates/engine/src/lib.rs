@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app_record;
+pub mod connections;
 pub mod decode;
 pub mod defrag;
 pub mod dissect;
@@ -53,6 +54,7 @@ pub enum Record {
     Http(Box<HttpRecord>),
     Stun(Box<StunRecord>),
     Dhcp(Box<DhcpRecord>),
+    Connection(Box<connections::ConnectionRecord>),
 }
 
 impl Record {
@@ -65,6 +67,7 @@ impl Record {
             Record::Http(r) => r.write_json(out),
             Record::Stun(r) => r.write_json(out),
             Record::Dhcp(r) => r.write_json(out),
+            Record::Connection(r) => r.write_json(out),
         }
     }
 
@@ -78,6 +81,7 @@ impl Record {
             Record::Http(_) => "http",
             Record::Stun(_) => "stun",
             Record::Dhcp(_) => "dhcp",
+            Record::Connection(_) => "connection",
         }
     }
 }

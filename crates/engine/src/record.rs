@@ -193,6 +193,8 @@ pub struct FlowRecord {
     pub to_client: DirCounters,
     pub ended_by: EndReason,
     pub app: AppInfo,
+    /// The process on this machine that owns the flow's local end (live capture only).
+    pub process: Option<Box<crate::sockets::ProcessInfo>>,
 }
 
 impl FlowRecord {
@@ -261,6 +263,10 @@ impl FlowRecord {
                 let _ = write!(out, "\"{}\"", d.as_str());
             }
             None => out.push_str("null"),
+        }
+        if let Some(p) = &self.process {
+            out.push_str(",\"process\":");
+            out.push_str(&crate::connections::process_json(p));
         }
         out.push('}');
     }

@@ -124,6 +124,27 @@ impl Default for Dissector {
     }
 }
 
+/// A SIP request line ("REGISTER sip:... SIP/2.0") or status line ("SIP/2.0 200 OK"), which
+/// would otherwise pass for HTTP.
+fn is_sip(p: &[u8]) -> bool {
+    if p.starts_with(b"SIP/2.0 ") {
+        return true;
+    }
+    let line_end = p.iter().take(512).position(|&b| b == b'\r' || b == b'\n');
+    line_end.is_some_and(|e| p[..e].ends_with(b" SIP/2.0"))
+}
+
+/// A TLS record header other than a handshake (change_cipher_spec, alert, application data)
+/// with a TLS 1.0-1.3 version and a length TLS allows.
+fn is_tls_record(p: &[u8]) -> bool {
+    p.len() >= 5
+        && matches!(p[0], 20..=23)
+        && p[1] == 3
+        && (1..=4).contains(&p[2])
+        && usize::from(u16::from_be_bytes([p[3], p[4]])) <= (1 << 14) + 2048
+        && usize::from(u16::from_be_bytes([p[3], p[4]])) > 0
+}
+
 /// A STUN message; the classic RFC 3489 form (no magic cookie) is a weak signature, so only
 /// on the STUN port.
 fn is_stun(p: &[u8], stun_port: bool) -> bool {
@@ -282,6 +303,10 @@ impl Dissector {
             } else if wire::stun::looks_like_dtls(p) {
                 flow.app.set_app("dtls", AppBy::Content);
                 d.kind = Kind::Stun { messages: 0 };
+            } else if is_sip(p) {
+                flow.app.set_app("sip", AppBy::Content);
+                d.kind = Kind::Done;
+                return;
             } else if http::looks_like_request(p) || http::looks_like_response(p) {
                 // SSDP and other HTTP over UDP: one message per datagram.
                 flow.app
@@ -406,6 +431,22 @@ impl Dissector {
         let from_client = seg.from_client;
         if matches!(d.kind, Kind::Probe) {
             let port = |n: u16| seg.sport == n || seg.dport == n;
+            if is_sip(bytes) {
+                flow.app.set_app("sip", AppBy::Content);
+                d.kind = Kind::Done;
+                return;
+            }
+            if bytes.starts_with(b"GNUTELLA CONNECT/") || bytes.starts_with(b"GNUTELLA/0.6") {
+                flow.app.set_app("gnutella", AppBy::Content);
+                d.kind = Kind::Done;
+                return;
+            }
+            if !tls::looks_like_tls(bytes) && is_tls_record(bytes) {
+                // Picked up after the handshake: TLS records, but nothing to name them.
+                flow.app.set_app("tls", AppBy::Content);
+                d.kind = Kind::Done;
+                return;
+            }
             if tls::looks_like_tls(bytes) {
                 d.kind = Kind::Tls {
                     scans: Box::new([HandshakeScan::new(), HandshakeScan::new()]),
@@ -629,7 +670,13 @@ mod quic {
             return None;
         }
         let version = u32::from_be_bytes([p[1], p[2], p[3], p[4]]);
-        initial_salt(version)?;
+        if initial_salt(version).is_none() {
+            // A version whose keys we do not know (greasing 0x?a?a?a?a, Google QUIC, a new
+            // one): a long header filling a datagram of 1200+ bytes is still QUIC (RFC 9000
+            // 14.1 pads client Initials to 1200).
+            let known_family = wire::quic::is_greasing_version(version) || is_google_quic(version);
+            return (known_family && p.len() >= 1200 && plausible_long_header(p)).then_some(Kind::Done);
+        }
         Some(Kind::Quic(Box::new(QuicState {
             version,
             original_dcid: None,
@@ -637,6 +684,21 @@ mod quic {
             crypto: CryptoStream::new(MAX_CRYPTO),
             failures: 0,
         })))
+    }
+
+    /// Google QUIC versions are ASCII: 'Q' or 'T' and three digits ("Q050", "T051").
+    fn is_google_quic(v: u32) -> bool {
+        let b = v.to_be_bytes();
+        matches!(b[0], b'Q' | b'T') && b[1..].iter().all(u8::is_ascii_digit)
+    }
+
+    /// Header form and fixed bits set, and connection ids of at most 20 bytes (RFC 9000 17.2).
+    fn plausible_long_header(p: &[u8]) -> bool {
+        let Some(&dcid_len) = p.get(5) else { return false };
+        let Some(&scid_len) = p.get(6 + usize::from(dcid_len)) else {
+            return false;
+        };
+        p[0] & 0xc0 == 0xc0 && dcid_len <= 20 && scid_len <= 20
     }
 
     impl QuicState {
@@ -709,6 +771,16 @@ mod quic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sip_and_tls_records() {
+        assert!(is_sip(b"REGISTER sip:example.org SIP/2.0\r\nVia: x\r\n"));
+        assert!(is_sip(b"SIP/2.0 401 Unauthorized\r\n"));
+        assert!(!is_sip(b"GET / HTTP/1.1\r\n"));
+        assert!(is_tls_record(&[23, 3, 3, 0, 40, 1, 2]));
+        assert!(!is_tls_record(&[23, 3, 3, 0, 0]));
+        assert!(!is_tls_record(b"GET / HTTP/1.1"));
+    }
 
     #[test]
     fn host_ports_are_stripped() {
