@@ -45,8 +45,9 @@ fn config() -> EngineConfig {
             timeout_nanos: 3 * SEC,
             max_datagram_len: 16384,
         },
+        report_new_flows: true,
     }
-}
+    }
 
 fn check(e: &Engine, records: &[Record]) {
     let c = e.flow_counters();

@@ -165,6 +165,8 @@ pub struct ConnStats {
 pub struct ConnTracker {
     known: HashMap<Key, Known>,
     listening_all: HashSet<(SockProto, SocketAddr)>,
+    /// Every listening socket of the last snapshot: (proto, port, address).
+    listeners: HashSet<(SockProto, u16, IpAddr)>,
     processes: HashMap<u32, ProcessInfo>,
     /// (proto, local address) -> pid, for flows seen on the wire.
     by_local: HashMap<(SockProto, SocketAddr), u32>,
@@ -215,6 +217,17 @@ impl ConnTracker {
         self.processes.get(pid)
     }
 
+    /// Does a listening socket of the last snapshot accept connections to `local`?
+    pub fn is_listening(&self, proto: SockProto, local: SocketAddr) -> bool {
+        let any = if local.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        self.listeners.contains(&(proto, local.port(), local.ip()))
+            || self.listeners.contains(&(proto, local.port(), any))
+    }
+
     pub fn process(&self, pid: u32) -> Option<&ProcessInfo> {
         self.processes.get(&pid)
     }
@@ -247,6 +260,7 @@ impl ConnTracker {
             }
         }
         self.listening_all = listening_all;
+        self.listeners = listeners.clone();
         let mut seen = HashSet::new();
         for e in snap.sockets.iter().filter(|e| is_connection(e)) {
             let key = Key {
@@ -329,6 +343,45 @@ impl ConnTracker {
             uid: e.uid,
             inode: e.inode,
         }
+    }
+
+    /// A connection seen opening on the wire (from the packets this machine sent), with the
+    /// owner found at that moment. Returns the `opened` record unless a snapshot already
+    /// reported it. The next snapshot that no longer lists it reports it `closed`, so short
+    /// connections that no poll ever saw still get both events.
+    pub fn observe_opened(
+        &mut self,
+        ts: i64,
+        direction: Direction,
+        entry: SocketEntry,
+        process: Option<ProcessInfo>,
+    ) -> Option<ConnectionRecord> {
+        let key = Key {
+            proto: entry.proto,
+            local: entry.local,
+            remote: entry.remote,
+        };
+        if self.known.contains_key(&key) {
+            return None;
+        }
+        let pid = process.as_ref().map(|p| p.pid);
+        if let Some(p) = process {
+            self.by_local.insert((entry.proto, entry.local), p.pid);
+            self.processes.insert(p.pid, p);
+        } else {
+            self.stats.unattributed += 1;
+        }
+        self.stats.opened += 1;
+        let rec = self.record(ts, ConnEvent::Opened, Some(direction), &entry, pid);
+        self.known.insert(
+            key,
+            Known {
+                direction,
+                entry,
+                pid,
+            },
+        );
+        Some(rec)
     }
 
     /// Open connections now, for `netvigil connections`.

@@ -28,7 +28,8 @@ use decode::{Anomaly, L4, Net, decode, decode_ip_payload};
 use defrag::{DefragConfig, Defragmenter, FragKey, FragOutcome, Fragment};
 use dissect::{DissectStats, Dissector, Segment};
 use flow::{FlowConfig, FlowCounters, FlowTable, PacketMeta, TcpMeta};
-use record::{DomainSource, Endpoint};
+use record::DomainSource;
+pub use record::Endpoint;
 pub use record::{FlowRecord, SCHEMA_VERSION};
 use wire::capture::LinkType;
 use wire::layers::IpProto;
@@ -90,6 +91,19 @@ impl Record {
 pub struct EngineConfig {
     pub flows: FlowConfig,
     pub defrag: DefragConfig,
+    /// Keep a list of flows as they start ([`Engine::take_new_flows`]), so that a live
+    /// pipeline can look up their owner while the socket still exists.
+    pub report_new_flows: bool,
+}
+
+/// A flow that just started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewFlow {
+    pub id: u64,
+    pub ts: i64,
+    pub proto: u8,
+    pub client: Endpoint,
+    pub server: Endpoint,
 }
 
 /// Named anomaly counters (Zeek calls them "weirds").
@@ -150,6 +164,8 @@ pub struct Engine {
     stats: EngineStats,
     dissector: Dissector,
     buf: Vec<Record>,
+    report_new_flows: bool,
+    new_flows: Vec<NewFlow>,
 }
 
 impl Engine {
@@ -161,6 +177,8 @@ impl Engine {
             stats: EngineStats::default(),
             dissector: Dissector::default(),
             buf: Vec::new(),
+            report_new_flows: cfg.report_new_flows,
+            new_flows: Vec::new(),
         }
     }
 
@@ -209,6 +227,11 @@ impl Engine {
     }
     pub fn defrag_stats(&self) -> defrag::DefragStats {
         *self.defrag.stats()
+    }
+
+    /// Flows started since the last call (only with `report_new_flows`).
+    pub fn take_new_flows(&mut self) -> Vec<NewFlow> {
+        std::mem::take(&mut self.new_flows)
     }
 
     pub fn dissect_stats(&self) -> DissectStats {
@@ -284,10 +307,19 @@ impl Engine {
         };
         let touched = self.flows.packet(&meta, &mut self.buf);
         let flow = self.flows.flow_mut(touched.idx);
-        if touched.created
-            && let Some(name) = self.dissector.cache.lookup(&flow.server().ip, ts)
-        {
-            flow.app.set_domain(name, DomainSource::Dns);
+        if touched.created {
+            if let Some(name) = self.dissector.cache.lookup(&flow.server().ip, ts) {
+                flow.app.set_domain(name, DomainSource::Dns);
+            }
+            if self.report_new_flows {
+                self.new_flows.push(NewFlow {
+                    id: flow.id(),
+                    ts,
+                    proto: flow.proto(),
+                    client: flow.client(),
+                    server: flow.server(),
+                });
+            }
         }
         if !payload.is_empty() && !flow.inspected {
             let seg = Segment {

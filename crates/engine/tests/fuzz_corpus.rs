@@ -151,6 +151,7 @@ fn small_config() -> EngineConfig {
             timeout_nanos: 3 * SEC,
             max_datagram_len: 16384,
         },
+        report_new_flows: true,
     }
 }
 

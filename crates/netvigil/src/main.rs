@@ -4,6 +4,9 @@
 //! records to their outputs. For now: `netvigil read` (captures in, flow records out).
 #![forbid(unsafe_code)]
 
+mod connections;
+mod doctor;
+mod live;
 mod read;
 mod summary;
 mod units;
@@ -26,6 +29,53 @@ enum Command {
     /// Read packet captures (pcap or pcapng, any extension; "-" for standard input) and report
     /// their flows.
     Read(ReadArgs),
+    /// Watch this machine live: packet capture when privileged, the socket table always.
+    Run(RunArgs),
+    /// One snapshot of this machine's connections, grouped by the program that owns them.
+    Connections(ConnectionsArgs),
+    /// What this machine allows netvigil to see, and the exact commands to grant what is missing.
+    Doctor,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Write every record as a JSON line to this file ("-" for standard output).
+    #[arg(long, value_name = "FILE|-")]
+    pub events: Option<String>,
+    /// No web dashboard (the dashboard is not built yet; this is accepted for scripts).
+    #[arg(long)]
+    pub no_web: bool,
+    /// Where netvigil keeps its data (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Capture on this interface (repeat for several); default: all interfaces.
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+    /// Capture filter: "tcp", "udp port 53", "host 10.1.2.3 and tcp port 443", "not port 22".
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Do not capture packets even when allowed: socket table only.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// How often to read the socket table, in milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub poll_ms: u64,
+    /// Stop after this many seconds (for scripts and tests); default: until SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Most flows kept in memory at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_flows: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectionsArgs {
+    /// One JSON `connection` record per line instead of the grouped table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list connections on the loopback interface.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +113,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Read(args) => read::run(&args),
+        Command::Run(a) => live::run(&live::RunOptions {
+            events: a.events,
+            interfaces: a.interfaces,
+            filter: a.filter,
+            no_capture: a.no_capture,
+            poll_ms: a.poll_ms,
+            duration: a.duration,
+            max_flows: a.max_flows,
+            data_dir: a.data_dir,
+        }),
+        Command::Connections(a) => connections::run(&a),
+        Command::Doctor => doctor::run(),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,574 @@
+//! The live pipeline: capture (AF_PACKET) and the socket table, into the engine, out as records.
+//!
+//! Threads: one capture thread per process (it owns the rings) feeding batches of frames through
+//! a bounded channel; the main thread owns the engine, the connection tracker and the socket
+//! table, and writes records. What a full channel drops is counted and reported.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use engine::connections::{ConnTracker, ConnectionRecord, Direction};
+use engine::decode::L4;
+use engine::flow::FlowConfig;
+use engine::record::Endpoint;
+use engine::sockets::{ProcessInfo, SockProto, SocketEntry, SocketSnapshot};
+use engine::{Engine, EngineConfig, Frame, Record};
+use os::linux::afpacket::{AfPacket, CaptureOpenError, Interfaces, RingConfig, SynWatcher};
+use os::linux::caps::{self, Cap};
+use os::linux::process::ProcessScanner;
+use os::linux::sock_diag::SockDiag;
+use os::linux::sockets::LinuxSockets;
+use wire::capture::LinkType;
+
+/// `netvigil run` options (see `main.rs`).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub events: Option<String>,
+    pub interfaces: Vec<String>,
+    pub filter: Option<String>,
+    pub no_capture: bool,
+    pub poll_ms: u64,
+    pub duration: Option<f64>,
+    pub max_flows: usize,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+struct OwnedFrame {
+    ts: i64,
+    link: LinkType,
+    orig_len: u32,
+    data: Vec<u8>,
+}
+
+/// What the capture thread hands over: frames, and the owners it found for connections this
+/// machine opened, looked up the moment their first packet left (a process that lives 20 ms is
+/// still there then; a poll of the socket table would miss it).
+#[derive(Default)]
+struct Batch {
+    frames: Vec<OwnedFrame>,
+    opened: Vec<Opened>,
+}
+
+/// Finds the owner of a connection from the packets this machine sends: for an outbound TCP
+/// connection its SYN, for an inbound one the first packet after the SYN-ACK (the accepted
+/// socket exists by then), for UDP the first datagram of a 4-tuple. The kernel's socket for that
+/// exact 4-tuple comes from sock_diag, then the process holding it (newest processes first).
+struct FirstPacketOwners {
+    diag: Option<SockDiag>,
+    procs: ProcessScanner,
+    udp_seen: HashSet<(SocketAddr, SocketAddr)>,
+    /// Inbound TCP connections whose SYN-ACK we sent: tries left to find the accepted socket.
+    inbound: HashMap<(SocketAddr, SocketAddr), u8>,
+    /// A SYN watcher thread handles outbound SYNs.
+    syn_watcher: bool,
+}
+
+type Opened = (i64, Direction, SocketEntry, Option<ProcessInfo>);
+
+impl FirstPacketOwners {
+    fn new() -> Self {
+        Self {
+            diag: SockDiag::open().ok(),
+            procs: ProcessScanner::new(),
+            udp_seen: HashSet::new(),
+            inbound: HashMap::new(),
+            syn_watcher: false,
+        }
+    }
+
+    fn on_outgoing(&mut self, ts: i64, link: LinkType, data: &[u8]) -> Option<Opened> {
+        let d = engine::decode::decode(link, data);
+        let net = d.net?;
+        let (proto, sport, dport, flags) = match net.l4 {
+            // Outbound SYNs are the SYN watcher's (it sees them sooner).
+            L4::Tcp { flags, .. } if self.syn_watcher && flags & 0x12 == 0x02 => return None,
+            L4::Tcp {
+                sport, dport, flags, ..
+            } => (6u8, sport, dport, flags),
+            L4::Udp { sport, dport, .. } => (17u8, sport, dport, 0),
+            _ => return None,
+        };
+        let local = SocketAddr::new(net.src, sport);
+        let remote = SocketAddr::new(net.dst, dport);
+        let direction = if proto == 6 {
+            match flags & 0x12 {
+                0x02 => Direction::Outbound,
+                0x12 => {
+                    if self.inbound.len() > 65_536 {
+                        self.inbound.clear();
+                    }
+                    self.inbound.insert((local, remote), 8);
+                    return None;
+                }
+                _ => {
+                    let tries = self.inbound.get_mut(&(local, remote))?;
+                    *tries -= 1;
+                    if *tries == 0 {
+                        self.inbound.remove(&(local, remote));
+                    }
+                    Direction::Inbound
+                }
+            }
+        } else {
+            if self.udp_seen.len() > 65_536 {
+                self.udp_seen.clear();
+            }
+            if !self.udp_seen.insert((local, remote)) {
+                return None;
+            }
+            Direction::Outbound
+        };
+        let entry = self.diag.as_mut()?.find(proto, local, remote).ok()??;
+        if proto == 17 && !entry.connected && entry.remote.port() == 0 {
+            // An unconnected UDP socket (a server answering): not a connection it opened.
+            return None;
+        }
+        if direction == Direction::Inbound {
+            if entry.inode == 0 {
+                return None; // not accepted yet: try again on the next packet
+            }
+            self.inbound.remove(&(local, remote));
+        }
+        let pid = self.procs.find_inode(entry.inode);
+        let process = pid.and_then(|p| self.procs.info(p));
+        let entry = SocketEntry { remote, ..entry };
+        Some((ts, direction, entry, process))
+    }
+}
+
+/// Everything the socket table says, taken now.
+pub struct SocketSource {
+    sockets: LinuxSockets,
+    procs: ProcessScanner,
+}
+
+impl SocketSource {
+    pub fn new() -> Self {
+        Self {
+            sockets: LinuxSockets::new(),
+            procs: ProcessScanner::new(),
+        }
+    }
+
+    pub fn snapshot(&mut self) -> Result<SocketSnapshot> {
+        let taken_at = now_nanos();
+        let listing = self.sockets.list().context("listing sockets")?;
+        let inodes: Vec<u64> = listing
+            .sockets
+            .iter()
+            .map(|s| s.inode)
+            .filter(|&i| i != 0)
+            .collect();
+        let owners = self.procs.owners(&inodes);
+        let owned: HashSet<u64> = owners.found.iter().map(|(i, _)| *i).collect();
+        let unattributed = listing
+            .sockets
+            .iter()
+            .filter(|s| s.inode != 0 && !owned.contains(&s.inode))
+            .count();
+        let pids: HashSet<u32> = owners.found.iter().map(|(_, p)| *p).collect();
+        let mut pids: Vec<u32> = pids.into_iter().collect();
+        pids.sort_unstable();
+        let processes: Vec<ProcessInfo> = pids.into_iter().filter_map(|p| self.procs.info(p)).collect();
+        Ok(SocketSnapshot {
+            taken_at,
+            sockets: listing.sockets,
+            owners: owners.found,
+            processes,
+            unattributed,
+        })
+    }
+}
+
+/// Which process holds the local end of a flow: looked up when the flow starts, kept until its
+/// record is written.
+#[derive(Default)]
+struct Attribution {
+    by_flow: HashMap<(u8, Endpoint, Endpoint), ProcessInfo>,
+    unattributed: u64,
+}
+
+fn sock_proto(l4: u8) -> Option<SockProto> {
+    match l4 {
+        6 => Some(SockProto::Tcp),
+        17 => Some(SockProto::Udp),
+        132 => Some(SockProto::Sctp),
+        _ => None,
+    }
+}
+
+impl Attribution {
+    fn lookup(&self, tracker: &ConnTracker, proto: u8, a: Endpoint, b: Endpoint) -> Option<ProcessInfo> {
+        let p = sock_proto(proto)?;
+        tracker
+            .owner(p, SocketAddr::new(a.ip, a.port))
+            .or_else(|| tracker.owner(p, SocketAddr::new(b.ip, b.port)))
+            .cloned()
+    }
+}
+
+pub fn run(opts: &RunOptions) -> Result<ExitCode> {
+    if let Some(dir) = &opts.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    let stop = os::linux::signals::stop_flag().context("installing signal handlers")?;
+    let deadline = opts.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    // Open the capture first, then drop the privileges it needed.
+    let capture = if opts.no_capture {
+        None
+    } else {
+        let ifaces = if opts.interfaces.is_empty() {
+            Interfaces::All
+        } else {
+            Interfaces::Named(opts.interfaces.clone())
+        };
+        let filter = match &opts.filter {
+            Some(f) => Some(
+                os::linux::afpacket::compile_filter(f).with_context(|| format!("capture filter {f:?}"))?,
+            ),
+            None => None,
+        };
+        // Frames reach the engine within a few milliseconds (the ring hands over a block when
+        // it fills or after this timeout).
+        let ring = RingConfig {
+            block_timeout_ms: 2,
+            ..RingConfig::default()
+        };
+        match AfPacket::open(&ifaces, &ring, filter.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e @ CaptureOpenError::NeedsPrivilege { .. }) => {
+                eprintln!("netvigil: {e}");
+                None
+            }
+            Err(e) => return Err(e).context("opening packet capture"),
+        }
+    };
+    // The SYN watcher is a second packet socket: open it before the privilege goes.
+    let watcher = if capture.is_some() {
+        SynWatcher::open().ok()
+    } else {
+        None
+    };
+    if let Err(e) = caps::keep_only(&[Cap::SysPtrace, Cap::DacReadSearch]) {
+        eprintln!("netvigil: warning: could not drop capabilities ({e})");
+    }
+    match &capture {
+        Some(c) => {
+            let names: Vec<String> = c.interfaces().into_iter().map(|(n, _, _)| n).collect();
+            eprintln!(
+                "netvigil: capturing packets on {} and reading the socket table every {} ms",
+                if names.is_empty() {
+                    "all interfaces".to_string()
+                } else {
+                    names.join(", ")
+                },
+                opts.poll_ms
+            );
+        }
+        None => eprintln!(
+            "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms (run `netvigil doctor` to see how to enable capture)",
+            opts.poll_ms
+        ),
+    }
+
+    let stdout = io::stdout();
+    let mut out: Box<dyn Write> = match opts.events.as_deref() {
+        Some("-") => Box::new(BufWriter::new(stdout.lock())),
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating the events file {path}"))?,
+        )),
+        None => Box::new(io::sink()),
+    };
+
+    let dropped_batches = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = sync_channel::<Batch>(256);
+    let syn_thread = match (&capture, watcher) {
+        (Some(_), Some(w)) => {
+            let (tx, dropped) = (tx.clone(), Arc::clone(&dropped_batches));
+            Some(
+                std::thread::Builder::new()
+                    .name("syn-owners".into())
+                    .spawn(move || syn_loop(w, tx, stop, dropped))
+                    .expect("spawn the SYN watcher thread"),
+            )
+        }
+        _ => None,
+    };
+    let has_watcher = syn_thread.is_some();
+    let capture_thread = capture.map(|cap| {
+        let dropped = Arc::clone(&dropped_batches);
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || capture_loop(cap, tx, stop, dropped, has_watcher))
+            .expect("spawn the capture thread")
+    });
+
+    let cfg = EngineConfig {
+        flows: FlowConfig {
+            max_flows: opts.max_flows,
+            ..FlowConfig::default()
+        },
+        report_new_flows: true,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(cfg);
+    let mut tracker = ConnTracker::new();
+    let mut source = SocketSource::new();
+    let mut attribution = Attribution::default();
+    let mut records: Vec<Record> = Vec::new();
+    let mut conns: Vec<ConnectionRecord> = Vec::new();
+    let mut line = String::with_capacity(1024);
+    let poll = Duration::from_millis(opts.poll_ms.max(10));
+    let mut last_poll = Instant::now() - poll;
+    let mut last_tick = Instant::now();
+    let mut last_refresh = Instant::now() - poll;
+    loop {
+        let done = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
+        if last_poll.elapsed() >= poll || done {
+            last_poll = Instant::now();
+            match source.snapshot() {
+                Ok(snap) => tracker.update(&snap, &mut conns),
+                Err(e) => eprintln!("netvigil: warning: {e:#}"),
+            }
+            for c in conns.drain(..) {
+                records.push(Record::Connection(Box::new(c)));
+            }
+        }
+        if done {
+            // Tell the capture thread too (a --duration end is not a signal).
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(batch) => {
+                for (ts, direction, entry, process) in batch.opened {
+                    if let Some(p) = &process {
+                        let local = Endpoint {
+                            ip: entry.local.ip(),
+                            port: entry.local.port(),
+                        };
+                        let remote = Endpoint {
+                            ip: entry.remote.ip(),
+                            port: entry.remote.port(),
+                        };
+                        let proto = if entry.proto == SockProto::Udp { 17 } else { 6 };
+                        // The flow's client is the local end for outbound, the remote for inbound.
+                        let key = match direction {
+                            Direction::Outbound => (proto, local, remote),
+                            Direction::Inbound => (proto, remote, local),
+                        };
+                        attribution.by_flow.insert(key, p.clone());
+                    }
+                    if let Some(rec) = tracker.observe_opened(ts, direction, entry, process) {
+                        records.push(Record::Connection(Box::new(rec)));
+                    }
+                }
+                for f in &batch.frames {
+                    engine.ingest(
+                        &Frame {
+                            ts: f.ts,
+                            link: f.link,
+                            orig_len: f.orig_len,
+                            data: &f.data,
+                        },
+                        &mut records,
+                    );
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if stop.load(Ordering::SeqCst) {
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // New flows: find their owner now, while the socket (and the process) still exists.
+        let new = engine.take_new_flows();
+        if !new.is_empty() {
+            let mut missing = new.iter().any(|n| {
+                attribution
+                    .lookup(&tracker, n.proto, n.client, n.server)
+                    .is_none()
+            });
+            if missing && last_refresh.elapsed() >= Duration::from_millis(20) {
+                last_refresh = Instant::now();
+                if let Ok(snap) = source.snapshot() {
+                    tracker.update(&snap, &mut conns);
+                    for c in conns.drain(..) {
+                        records.push(Record::Connection(Box::new(c)));
+                    }
+                }
+                missing = false;
+            }
+            let _ = missing;
+            for n in &new {
+                // A connection accepted by one of our listeners: inbound, owned by the listener's
+                // process (the accepted socket may close before any poll sees it).
+                let server = SocketAddr::new(n.server.ip, n.server.port);
+                if n.proto == 6 && tracker.is_listening(SockProto::Tcp, server) {
+                    let entry = SocketEntry {
+                        proto: SockProto::Tcp,
+                        local: server,
+                        remote: SocketAddr::new(n.client.ip, n.client.port),
+                        state: Some(engine::sockets::TcpState::SynRecv),
+                        connected: true,
+                        uid: 0,
+                        inode: 0,
+                        rx_queue: 0,
+                        tx_queue: 0,
+                        tcp: None,
+                        interface: None,
+                    };
+                    let owner = tracker.owner(SockProto::Tcp, server).cloned();
+                    if let Some(rec) = tracker.observe_opened(n.ts, Direction::Inbound, entry, owner) {
+                        records.push(Record::Connection(Box::new(rec)));
+                    }
+                }
+            }
+            for n in new {
+                let key = (n.proto, n.client, n.server);
+                if attribution.by_flow.contains_key(&key)
+                    || attribution.by_flow.contains_key(&(n.proto, n.server, n.client))
+                {
+                    continue;
+                }
+                match attribution.lookup(&tracker, n.proto, n.client, n.server) {
+                    Some(p) => {
+                        attribution.by_flow.insert(key, p);
+                    }
+                    None => attribution.unattributed += 1,
+                }
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            engine.tick(now_nanos(), &mut records);
+        }
+        write_records(&mut out, &mut records, &mut attribution, &mut line)?;
+    }
+    engine.finish(&mut records);
+    write_records(&mut out, &mut records, &mut attribution, &mut line)?;
+    out.flush().context("writing events")?;
+    for t in [capture_thread, syn_thread].into_iter().flatten() {
+        let _ = t.join();
+    }
+    let s = engine.stats();
+    let c = engine.flow_counters();
+    eprintln!(
+        "netvigil: stopped: {} packets, {} flows, {} connections opened, {} flows without a known owner, {} capture batches dropped (engine behind)",
+        s.frames,
+        c.created,
+        tracker.stats.opened,
+        attribution.unattributed,
+        dropped_batches.load(Ordering::Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_records(
+    out: &mut dyn Write,
+    records: &mut Vec<Record>,
+    attr: &mut Attribution,
+    line: &mut String,
+) -> Result<()> {
+    for mut r in records.drain(..) {
+        if let Record::Flow(f) = &mut r {
+            let key = (f.proto, f.client, f.server);
+            let alt = (f.proto, f.server, f.client);
+            if let Some(p) = attr.by_flow.remove(&key).or_else(|| attr.by_flow.remove(&alt)) {
+                f.process = Some(Box::new(p));
+            }
+        }
+        line.clear();
+        r.write_json(line);
+        line.push('\n');
+        if let Err(e) = out.write_all(line.as_bytes()) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                bail!("the events reader went away");
+            }
+            return Err(e).context("writing events");
+        }
+    }
+    out.flush().context("writing events")?;
+    Ok(())
+}
+
+/// Looks up the owner of every outbound connection the moment its SYN leaves.
+fn syn_loop(mut watcher: SynWatcher, tx: SyncSender<Batch>, stop: &AtomicBool, dropped: Arc<AtomicU64>) {
+    let mut owners = FirstPacketOwners::new();
+    while !stop.load(Ordering::SeqCst) {
+        let found = match watcher.next_syn() {
+            Ok(Some(f)) if f.outgoing => owners.on_outgoing(now_nanos(), LinkType::ETHERNET, f.data),
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!("netvigil: the SYN watcher stopped: {e}");
+                break;
+            }
+        };
+        if let Some(o) = found
+            && tx
+                .try_send(Batch {
+                    frames: Vec::new(),
+                    opened: vec![o],
+                })
+                .is_err()
+        {
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn capture_loop(
+    mut cap: AfPacket,
+    tx: SyncSender<Batch>,
+    stop: &AtomicBool,
+    dropped: Arc<AtomicU64>,
+    syn_watcher: bool,
+) {
+    let mut owners = FirstPacketOwners::new();
+    owners.syn_watcher = syn_watcher;
+    while !stop.load(Ordering::SeqCst) {
+        let mut batch = Batch::default();
+        let r = cap.next_batch(Duration::from_millis(100), |f| {
+            if f.outgoing
+                && let Some(o) = owners.on_outgoing(f.ts_nanos, f.link, f.data)
+            {
+                batch.opened.push(o);
+            }
+            // Loopback shows every frame twice: keep the received copy, as libpcap does.
+            if f.loopback && f.outgoing {
+                return;
+            }
+            batch.frames.push(OwnedFrame {
+                ts: f.ts_nanos,
+                link: f.link,
+                orig_len: f.orig_len,
+                data: f.data.to_vec(),
+            });
+        });
+        if let Err(e) = r {
+            eprintln!("netvigil: capture stopped: {e}");
+            break;
+        }
+        if (!batch.frames.is_empty() || !batch.opened.is_empty()) && tx.try_send(batch).is_err() {
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
