@@ -89,7 +89,9 @@ fn own_process_info() {
     assert_eq!(info.exe.as_deref(), Some(exe.as_path()));
     assert!(!info.exe_deleted);
     // The checkout may itself live under /tmp (CI clones anywhere): expect what the path says.
-    let in_temp = ["/tmp/", "/var/tmp/", "/dev/shm/"].iter().any(|d| exe.starts_with(d))
+    let in_temp = ["/tmp/", "/var/tmp/", "/dev/shm/"]
+        .iter()
+        .any(|d| exe.starts_with(d))
         || exe.components().any(|c| c.as_os_str() == ".cache");
     assert_eq!(info.exe_in_temp, in_temp, "{}", exe.display());
     let test_binary = exe.file_name().unwrap().to_str().unwrap();
