@@ -170,6 +170,8 @@ pub struct ConnTracker {
     processes: HashMap<u32, ProcessInfo>,
     /// (proto, local address) -> pid, for flows seen on the wire.
     by_local: HashMap<(SockProto, SocketAddr), u32>,
+    /// New connections a snapshot listed without an owner, held back one poll.
+    pending: HashMap<Key, (Direction, SocketEntry)>,
     first: bool,
     pub stats: ConnStats,
 }
@@ -292,19 +294,34 @@ impl ConnTracker {
             } else {
                 Direction::Outbound
             };
-            if pid.is_none() {
-                self.stats.unattributed += 1;
+            // An accepted connection whose socket closed before its owner was read belongs to
+            // the process that listens for it.
+            let pid = pid.or_else(|| {
+                if accepted {
+                    self.owner(e.proto, e.local).map(|p| p.pid)
+                } else {
+                    None
+                }
+            });
+            if pid.is_none() && !self.first && self.pending.insert(key, (direction, e.clone())).is_none() {
+                // No owner yet: give the packet path (which looks owners up at the SYN) one poll
+                // to name it before reporting it without one.
+                continue;
             }
-            self.stats.opened += 1;
-            out.push(self.record(snap.taken_at, ConnEvent::Opened, Some(direction), e, pid));
-            self.known.insert(
-                key,
-                Known {
-                    direction,
-                    entry: e.clone(),
-                    pid,
-                },
-            );
+            self.pending.remove(&key);
+            self.report_opened(snap.taken_at, key, direction, e.clone(), pid, out);
+        }
+        // Held back last time and gone now: report them as they were, opened and closed.
+        let expired: Vec<Key> = self
+            .pending
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .copied()
+            .collect();
+        for k in expired {
+            if let Some((direction, e)) = self.pending.remove(&k) {
+                self.report_opened(snap.taken_at, k, direction, e, None, out);
+            }
         }
         let gone: Vec<Key> = self.known.keys().filter(|k| !seen.contains(k)).copied().collect();
         for k in gone {
@@ -345,6 +362,30 @@ impl ConnTracker {
         }
     }
 
+    fn report_opened(
+        &mut self,
+        ts: i64,
+        key: Key,
+        direction: Direction,
+        e: SocketEntry,
+        pid: Option<u32>,
+        out: &mut Vec<ConnectionRecord>,
+    ) {
+        if pid.is_none() {
+            self.stats.unattributed += 1;
+        }
+        self.stats.opened += 1;
+        out.push(self.record(ts, ConnEvent::Opened, Some(direction), &e, pid));
+        self.known.insert(
+            key,
+            Known {
+                direction,
+                entry: e,
+                pid,
+            },
+        );
+    }
+
     /// A connection seen opening on the wire (from the packets this machine sent), with the
     /// owner found at that moment. Returns the `opened` record unless a snapshot already
     /// reported it. The next snapshot that no longer lists it reports it `closed`, so short
@@ -361,10 +402,29 @@ impl ConnTracker {
             local: entry.local,
             remote: entry.remote,
         };
-        if self.known.contains_key(&key) {
+        let pid = process.as_ref().map(|p| p.pid);
+        if let Some(k) = self.known.get_mut(&key) {
+            // Already reported: keep the owner for its `closed` record if it had none.
+            if k.pid.is_none() && pid.is_some() {
+                k.pid = pid;
+                if let Some(p) = process {
+                    self.by_local.insert((entry.proto, entry.local), p.pid);
+                    self.processes.insert(p.pid, p);
+                }
+            }
             return None;
         }
-        let pid = process.as_ref().map(|p| p.pid);
+        // A snapshot listed it first, without an owner: this report names it.
+        let (direction, entry) = match self.pending.remove(&key) {
+            Some((d, e)) => (
+                d,
+                SocketEntry {
+                    tcp: e.tcp.or(entry.tcp),
+                    ..entry
+                },
+            ),
+            None => (direction, entry),
+        };
         if let Some(p) = process {
             self.by_local.insert((entry.proto, entry.local), p.pid);
             self.processes.insert(p.pid, p);
@@ -517,5 +577,67 @@ mod tests {
             s.starts_with("{\"type\":\"connection\",\"v\":1,") && s.contains("\"event\":\"closed\""),
             "{s}"
         );
+    }
+
+    #[test]
+    fn an_ownerless_connection_waits_one_poll_for_the_packet_path() {
+        let mut t = ConnTracker::new();
+        let mut out = Vec::new();
+        let empty = SocketSnapshot {
+            taken_at: 1,
+            ..SocketSnapshot::default()
+        };
+        t.update(&empty, &mut out);
+        let c = sock(
+            SockProto::Tcp,
+            "10.0.0.5:40000",
+            "198.51.100.1:443",
+            Some(TcpState::Established),
+            0,
+        );
+        let snap = SocketSnapshot {
+            taken_at: 2,
+            sockets: vec![c.clone()],
+            ..SocketSnapshot::default()
+        };
+        t.update(&snap, &mut out);
+        assert!(out.is_empty(), "held back: no owner yet");
+        let rec = t
+            .observe_opened(3, Direction::Outbound, c.clone(), Some(proc_(77, "curl")))
+            .expect("named now");
+        assert_eq!(rec.process.unwrap().name, "curl");
+        t.update(&empty, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].event, out[0].process.as_ref().map(|p| p.pid)),
+            (ConnEvent::Closed, Some(77))
+        );
+        // Never named: reported without an owner one poll later, opened and then closed.
+        out.clear();
+        let d = sock(
+            SockProto::Tcp,
+            "10.0.0.5:40001",
+            "198.51.100.1:443",
+            Some(TcpState::Established),
+            0,
+        );
+        t.update(
+            &SocketSnapshot {
+                taken_at: 4,
+                sockets: vec![d],
+                ..SocketSnapshot::default()
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+        t.update(
+            &SocketSnapshot {
+                taken_at: 5,
+                ..SocketSnapshot::default()
+            },
+            &mut out,
+        );
+        let ev: Vec<_> = out.iter().map(|r| r.event).collect();
+        assert_eq!(ev, [ConnEvent::Opened, ConnEvent::Closed]);
     }
 }

@@ -317,3 +317,494 @@ fn curl_to_a_web_server_outbound_and_inbound_with_owners_and_bytes() {
         "{inbound}"
     );
 }
+
+// ---- More live scenarios: UDP, IPv6, a short-lived process, socket-table mode, loopback. ----
+
+/// The interpreter for the helper scripts: the system one if present (a pyenv shim adds a
+/// shell and ~100 ms before python starts, but `exec`s, so the pid is python's either way).
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// UDP echo server: `-c SCRIPT HOST PORT`; prints "ready" once bound; exits after 15 s idle.
+const UDP_ECHO: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(15)
+print("ready", flush=True)
+try:
+    while True:
+        d, a = s.recvfrom(4096)
+        s.sendto(d, a)
+except socket.timeout:
+    pass
+"#;
+
+/// Connected UDP client: `-c SCRIPT HOST PORT N`: N datagrams, each answered, then 0.2 s.
+const UDP_CLIENT: &str = r#"
+import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for i in range(int(sys.argv[3])):
+    s.send(b"ping %d" % i)
+    s.recv(4096)
+time.sleep(0.2)
+"#;
+
+/// TCP server: `-c SCRIPT HOST PORT`; each connection: one read; if it brought data, a short
+/// HTTP answer; then close. Prints "ready" once listening; exits after 15 s without a client.
+const TCP_ANSWER: &str = r#"
+import socket, sys, threading
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+s.settimeout(15)
+print("ready", flush=True)
+def serve(c):
+    c.settimeout(5)
+    try:
+        if c.recv(4096):
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    except OSError:
+        pass
+    c.close()
+try:
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+except socket.timeout:
+    pass
+"#;
+
+/// TCP client: `-c SCRIPT HOST PORT SECS`: connects, holds the connection SECS, closes, exits.
+const TCP_HOLD: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+time.sleep(float(sys.argv[3]))
+c.close()
+time.sleep(0.2)
+"#;
+
+/// Spawns `cmd` and waits (at most 10 s) until a line containing `want` appears on its stdout
+/// (or its stderr with `on_stderr`); the other stream is discarded.
+fn spawn_until(mut cmd: Command, on_stderr: bool, want: &str) -> Guard {
+    if on_stderr {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stream: Box<dyn Read + Send> = if on_stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(want) => return guard,
+            Ok(_) => {}
+            Err(e) => panic!("{cmd:?} never said {want:?} ({e})"),
+        }
+    }
+}
+
+/// tcpdump in `ns` on `dev` into `pcap`, started only once it says it is listening.
+fn start_tcpdump(n: &Netns, ns: &str, dev: &str, pcap: &std::path::Path, filter: &str) -> Guard {
+    let cmd = n.exec(
+        ns,
+        &[
+            "tcpdump",
+            "-Z",
+            "root",
+            "-i",
+            dev,
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            pcap.to_str().unwrap(),
+            filter,
+        ],
+    );
+    spawn_until(cmd, true, "listening on")
+}
+
+/// Packets and bytes (on the wire) in a capture file.
+fn pcap_totals(pcap: &std::path::Path) -> (u64, u64) {
+    let (mut pk, mut by) = (0u64, 0u64);
+    os::read_capture(
+        pcap,
+        |p| {
+            pk += 1;
+            by += u64::from(p.orig_len);
+        },
+        |_, _| {},
+    )
+    .expect("tcpdump's capture");
+    (pk, by)
+}
+
+/// (packets, bytes) of one direction ("to_server" or "to_client") of a flow record.
+fn dir_counts(flow: &str, dir: &str) -> (u64, u64) {
+    let rest = flow
+        .split(&format!("\"{dir}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {dir} in {flow}"));
+    (
+        json_u64(rest, "packets").unwrap(),
+        json_u64(rest, "bytes").unwrap(),
+    )
+}
+
+/// The pid and name of a record's `process` object.
+fn owner(line: &str) -> Option<(u32, &str)> {
+    let at = line.find("\"process\":{")?;
+    let p = &line[at..];
+    let pid = json_u64(p, "pid")? as u32;
+    Some((pid, json_str(p, "name")?))
+}
+
+/// The records of `typ` whose server (flows) or remote (connections) is `ip`:`port`.
+fn to_server(text: &str, typ: &str, l4: &str, ip: &str, port: u16) -> Vec<String> {
+    let key = if typ == "flow" { "server" } else { "remote" };
+    let end = format!("\"{key}\":{{\"ip\":\"{ip}\",\"port\":{port}}}");
+    records(text, typ)
+        .into_iter()
+        .filter(|l| l.contains(&format!("\"l4\":\"{l4}\"")) && l.contains(&end))
+        .collect()
+}
+
+/// Like `start_netvigil`, also returning the first line of its stderr (its mode).
+fn start_netvigil_mode(
+    n: &Netns,
+    ns: &str,
+    seconds: f64,
+    extra: &[&str],
+) -> (Guard, std::thread::JoinHandle<String>, String) {
+    let bin = env!("CARGO_BIN_EXE_netvigil");
+    let secs = seconds.to_string();
+    let mut args = vec![
+        bin,
+        "run",
+        "--events",
+        "-",
+        "--no-web",
+        "--poll-ms",
+        "100",
+        "--duration",
+        &secs,
+    ];
+    args.extend_from_slice(extra);
+    let mut child = n
+        .exec(ns, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netvigil");
+    let mut stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let guard = Guard(child);
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("netvigil did not start");
+    (guard, reader, first)
+}
+
+#[test]
+fn udp_connected_client_owned_by_its_pid_with_exact_packet_counts() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("u");
+    let port = "9951";
+    let _server = spawn_until(
+        n.exec(&n.a, &[python(), "-c", UDP_ECHO, &n.addr_a, port]),
+        false,
+        "ready",
+    );
+    let (nv, out) = start_netvigil(&n, &n.b, 3.0, &[]);
+    sleep(Duration::from_millis(500));
+    let client = n
+        .exec(&n.b, &[python(), "-c", UDP_CLIENT, &n.addr_a, port, "5"])
+        .spawn()
+        .expect("udp client");
+    let pid = client.id();
+    let st = client.wait_with_output().unwrap().status;
+    assert!(st.success(), "udp client: {st}");
+    let text = out.join().unwrap();
+    drop(nv);
+
+    let flows = to_server(&text, "flow", "udp", &n.addr_a, 9951);
+    assert_eq!(flows.len(), 1, "one UDP flow to :{port} in\n{text}");
+    let flow = &flows[0];
+    let (opid, name) = owner(flow).unwrap_or_else(|| panic!("flow without a process: {flow}"));
+    assert_eq!(opid, pid, "flow owner pid: {flow}");
+    assert!(name.starts_with("python"), "{flow}");
+    assert_eq!(dir_counts(flow, "to_server").0, 5, "{flow}");
+    assert_eq!(dir_counts(flow, "to_client").0, 5, "{flow}");
+    // The connection record (from the first datagram) has the same owner.
+    let conn = to_server(&text, "connection", "udp", &n.addr_a, 9951)
+        .into_iter()
+        .find(|l| l.contains("\"event\":\"opened\"") && l.contains("\"direction\":\"outbound\""))
+        .unwrap_or_else(|| panic!("no outbound UDP connection in\n{text}"));
+    assert_eq!(owner(&conn).map(|o| o.0), Some(pid), "{conn}");
+}
+
+#[test]
+fn curl_over_ipv6_outbound_owned_by_curl_with_tcpdump_bytes() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("v6");
+    let (ip_a, dev_b) = ("fd00:231::1", n.veth_b.clone());
+    let dir = temp_dir("netns-http6");
+    std::fs::write(dir.join("index.html"), "y".repeat(30_000)).unwrap();
+    let server = spawn_until(
+        n.exec(
+            &n.a,
+            &[
+                python(),
+                "-u",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                ip_a,
+                "--directory",
+                dir.to_str().unwrap(),
+            ],
+        ),
+        false,
+        "Serving HTTP",
+    );
+    let url = format!("http://[{ip_a}]:8080/index.html");
+    // The first request also settles neighbour discovery (bounded).
+    let t0 = Instant::now();
+    while !n
+        .exec(
+            &n.b,
+            &["curl", "-g", "-s", "-o", "/dev/null", "--max-time", "2", &url],
+        )
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the web server did not answer"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let pcap = dir.join("b6.pcap");
+    let dump = start_tcpdump(&n, &n.b, &dev_b, &pcap, "tcp port 8080");
+    let (nv, out) = start_netvigil(&n, &n.b, 3.0, &[]);
+    sleep(Duration::from_millis(500));
+    let curl = n
+        .exec(&n.b, &["curl", "-g", "-s", "-o", "/dev/null", &url])
+        .spawn()
+        .expect("curl");
+    let pid = curl.id();
+    assert!(curl.wait_with_output().unwrap().status.success());
+    let text = out.join().unwrap();
+    drop(nv);
+    sleep(Duration::from_millis(300));
+    drop(dump);
+    drop(server);
+
+    let conn = to_server(&text, "connection", "tcp", ip_a, 8080)
+        .into_iter()
+        .find(|l| l.contains("\"event\":\"opened\"") && l.contains("\"direction\":\"outbound\""))
+        .unwrap_or_else(|| panic!("no outbound connection to [{ip_a}]:8080 in\n{text}"));
+    assert_eq!(owner(&conn), Some((pid, "curl")), "{conn}");
+    let flows = to_server(&text, "flow", "tcp", ip_a, 8080);
+    assert_eq!(flows.len(), 1, "one TCP flow to [{ip_a}]:8080 in\n{text}");
+    let flow = &flows[0];
+    assert_eq!(owner(flow), Some((pid, "curl")), "{flow}");
+    assert!(flow.contains("\"app_proto\":\"http\""), "{flow}");
+    let (s, c) = (dir_counts(flow, "to_server"), dir_counts(flow, "to_client"));
+    assert_eq!(
+        (s.0 + c.0, s.1 + c.1),
+        pcap_totals(&pcap),
+        "netvigil vs tcpdump packets/bytes: {flow}"
+    );
+}
+
+#[test]
+// A ~10 ms curl: the SYN watcher names it while it lives; a socket-table snapshot that lists
+// the socket first holds its owner-less "opened" back one poll so that the SYN watcher's answer
+// wins (ConnTracker::update / observe_opened).
+fn a_process_that_lives_milliseconds_is_still_the_owner() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("s");
+    let port = "8082";
+    let _server = spawn_until(
+        n.exec(&n.a, &[python(), "-c", TCP_ANSWER, &n.addr_a, port]),
+        false,
+        "ready",
+    );
+    let url = format!("http://{}:{port}/", n.addr_a);
+    // Warm up (ARP, page cache for curl); bounded.
+    for _ in 0..3 {
+        let _ = n
+            .exec(&n.b, &["curl", "-s", "-o", "/dev/null", "--max-time", "1", &url])
+            .status();
+    }
+    let (nv, out) = start_netvigil(&n, &n.b, 3.0, &[]);
+    sleep(Duration::from_millis(500));
+    // nsenter (rather than `ip netns exec`, which also sets up a mount namespace) so the
+    // measured lifetime is mostly curl's; it execs, so the pid is curl's.
+    let netns = format!("--net=/run/netns/{}", n.b);
+    let t = Instant::now();
+    let curl = Command::new("nsenter")
+        .args([
+            netns.as_str(),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "1",
+            &url,
+        ])
+        .spawn()
+        .expect("curl");
+    let pid = curl.id();
+    let st = curl.wait_with_output().unwrap().status;
+    let lived = t.elapsed();
+    assert!(st.success(), "curl: {st}");
+    eprintln!("short-lived curl: {lived:?}");
+    let text = out.join().unwrap();
+    drop(nv);
+    assert!(lived < Duration::from_millis(50), "curl lived {lived:?}");
+
+    let conn = to_server(&text, "connection", "tcp", &n.addr_a, 8082)
+        .into_iter()
+        .find(|l| l.contains("\"event\":\"opened\"") && l.contains("\"direction\":\"outbound\""))
+        .unwrap_or_else(|| panic!("no outbound connection to :{port} in\n{text}"));
+    assert_eq!(owner(&conn), Some((pid, "curl")), "{conn}\nin\n{text}");
+    let flows = to_server(&text, "flow", "tcp", &n.addr_a, 8082);
+    assert_eq!(flows.len(), 1, "one flow to :{port} in\n{text}");
+    assert_eq!(owner(&flows[0]), Some((pid, "curl")), "{}", flows[0]);
+}
+
+#[test]
+fn socket_table_mode_sees_a_held_connection_open_and_close() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("t");
+    let port = "8083";
+    let _server = spawn_until(
+        n.exec(&n.a, &[python(), "-c", TCP_ANSWER, &n.addr_a, port]),
+        false,
+        "ready",
+    );
+    let (nv, out, mode) = start_netvigil_mode(&n, &n.b, 3.5, &["--no-capture"]);
+    assert!(mode.contains("socket-table mode"), "first stderr line: {mode}");
+    sleep(Duration::from_millis(400));
+    let client = n
+        .exec(&n.b, &[python(), "-c", TCP_HOLD, &n.addr_a, port, "1.5"])
+        .spawn()
+        .expect("tcp client");
+    let pid = client.id();
+    let st = client.wait_with_output().unwrap().status;
+    assert!(st.success(), "tcp client: {st}");
+    let text = out.join().unwrap();
+    drop(nv);
+
+    let conns = to_server(&text, "connection", "tcp", &n.addr_a, 8083);
+    let opened = conns
+        .iter()
+        .find(|l| l.contains("\"event\":\"opened\"") && l.contains("\"direction\":\"outbound\""))
+        .unwrap_or_else(|| panic!("no outbound connection to :{port} in\n{text}"));
+    let (opid, name) = owner(opened).unwrap_or_else(|| panic!("no owner: {opened}"));
+    assert_eq!(opid, pid, "{opened}");
+    assert!(name.starts_with("python"), "{opened}");
+    let at = text.find(opened.as_str()).unwrap();
+    let closed = conns
+        .iter()
+        .find(|l| l.contains("\"event\":\"closed\"") && l.contains("\"direction\":\"outbound\""))
+        .unwrap_or_else(|| panic!("no closed record for the connection in\n{text}"));
+    assert!(
+        text.find(closed.as_str()).unwrap() > at,
+        "closed before opened:\n{text}"
+    );
+    assert_eq!(owner(closed).map(|o| o.0), Some(pid), "{closed}");
+    assert!(
+        records(&text, "flow").is_empty(),
+        "socket-table mode captured flows:\n{text}"
+    );
+}
+
+#[test]
+fn loopback_packets_are_counted_once() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("l");
+    let (lo, port, sent) = ("127.0.0.1", "9953", 7u64);
+    let dir = temp_dir("netns-lo");
+    let _server = spawn_until(
+        n.exec(&n.a, &[python(), "-c", UDP_ECHO, lo, port]),
+        false,
+        "ready",
+    );
+    let pcap = dir.join("lo.pcap");
+    let dump = start_tcpdump(&n, &n.a, "lo", &pcap, "udp port 9953");
+    let (nv, out) = start_netvigil(&n, &n.a, 3.0, &[]);
+    sleep(Duration::from_millis(500));
+    let client = n
+        .exec(&n.a, &[python(), "-c", UDP_CLIENT, lo, port, &sent.to_string()])
+        .spawn()
+        .expect("udp client");
+    let pid = client.id();
+    assert!(client.wait_with_output().unwrap().status.success());
+    let text = out.join().unwrap();
+    drop(nv);
+    sleep(Duration::from_millis(300));
+    drop(dump);
+
+    let flows = to_server(&text, "flow", "udp", lo, 9953);
+    assert_eq!(flows.len(), 1, "one UDP flow on lo in\n{text}");
+    let flow = &flows[0];
+    let (s, c) = (dir_counts(flow, "to_server"), dir_counts(flow, "to_client"));
+    assert_eq!((s.0, c.0), (sent, sent), "each datagram once: {flow}");
+    assert_eq!(
+        (s.0 + c.0, s.1 + c.1),
+        pcap_totals(&pcap),
+        "netvigil vs tcpdump -i lo: {flow}"
+    );
+    assert_eq!(owner(flow).map(|o| o.0), Some(pid), "{flow}");
+}
