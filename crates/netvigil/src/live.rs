@@ -355,7 +355,14 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
             stop.store(true, Ordering::SeqCst);
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
+        // Sleep until frames arrive or the next poll or tick is due (an idle monitor wakes a
+        // few times a second, not fifty).
+        let next_poll = poll.saturating_sub(last_poll.elapsed());
+        let next_tick = Duration::from_secs(1).saturating_sub(last_tick.elapsed());
+        let wait = next_poll
+            .min(next_tick)
+            .clamp(Duration::from_millis(5), Duration::from_millis(250));
+        match rx.recv_timeout(wait) {
             Ok(batch) => {
                 for (ts, direction, entry, process) in batch.opened {
                     if let Some(p) = &process {
@@ -546,7 +553,7 @@ fn capture_loop(
     owners.syn_watcher = syn_watcher;
     while !stop.load(Ordering::SeqCst) {
         let mut batch = Batch::default();
-        let r = cap.next_batch(Duration::from_millis(100), |f| {
+        let r = cap.next_batch(Duration::from_millis(250), |f| {
             if f.outgoing
                 && let Some(o) = owners.on_outgoing(f.ts_nanos, f.link, f.data)
             {

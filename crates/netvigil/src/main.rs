@@ -76,6 +76,10 @@ pub struct ConnectionsArgs {
     /// Also list connections on the loopback interface.
     #[arg(long)]
     pub all: bool,
+    /// Benchmark: take this many snapshots in one process and print their timings (the
+    /// first cold, the rest warm, as the monitor takes them every poll).
+    #[arg(long, value_name = "N")]
+    pub bench: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

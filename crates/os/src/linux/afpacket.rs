@@ -2265,7 +2265,7 @@ impl SynWatcher {
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
         let timeout = libc::timeval {
             tv_sec: 0,
-            tv_usec: 100_000,
+            tv_usec: 250_000,
         };
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
         // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
@@ -2289,7 +2289,7 @@ impl SynWatcher {
         })
     }
 
-    /// Waits up to 100 ms for the next SYN; `Ok(None)` on timeout.
+    /// Waits up to 250 ms for the next SYN; `Ok(None)` on timeout.
     pub fn next_syn(&mut self) -> io::Result<Option<SynFrame<'_>>> {
         // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
