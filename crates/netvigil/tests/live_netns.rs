@@ -120,47 +120,12 @@ fn start_netvigil(
     seconds: f64,
     extra: &[&str],
 ) -> (Guard, std::thread::JoinHandle<String>) {
-    let bin = env!("CARGO_BIN_EXE_netvigil");
-    let secs = seconds.to_string();
-    let mut args = vec![
-        bin,
-        "run",
-        "--events",
-        "-",
-        "--no-web",
-        "--poll-ms",
-        "100",
-        "--duration",
-        &secs,
-    ];
-    args.extend_from_slice(extra);
-    let mut child = n
-        .exec(ns, &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netvigil");
-    let mut stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    // Wait for the mode line on stderr.
-    let mut lines = BufReader::new(stderr).lines();
-    let start = Instant::now();
-    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "netvigil did not start"
-    );
+    let (guard, reader, first) = start_netvigil_mode(n, ns, seconds, extra);
     assert!(
         first.contains("capturing") || first.contains("socket-table"),
         "unexpected first line: {first}"
     );
-    std::thread::spawn(move || for _ in lines {});
-    (Guard(child), reader)
+    (guard, reader)
 }
 
 fn records(text: &str, typ: &str) -> Vec<String> {
