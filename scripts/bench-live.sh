@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
-# Live benchmarks for netvigil, each reported against a peer run in the same go.
+# Live benchmarks for netvigil, each reported against a peer or goal measured in the same go.
 #
 #  1. Socket-table snapshot with 10,000 sockets (5,000 loopback TCP connections):
-#     `netvigil connections --json --all` (--all: loopback is hidden otherwise) vs `ss -tanpi` and `ss -tan` (median of N each, run in turn).
-#     The fixed cost (process start, dpkg index, ...) is measured on an empty table first.
-#  2. Idle footprint of `netvigil run` with 1,000 idle loopback TCP connections:
-#     CPU time and peak RSS from /usr/bin/time -v over DURATION seconds.
-#  3. The same with --no-capture (skip with --no-capture-run=0 / NO_CAPTURE_RUN=0).
+#     `netvigil connections --bench BENCH_N` (one process, BENCH_N snapshots: the first cold,
+#     the rest warm, as the monitor takes them every poll) vs `ss -tanpi`, run in turn REPEATS
+#     times. Reported: median over the rounds of the cold time and of each round's warm median,
+#     against the median `ss -tanpi` wall time. netvigil's times are measured inside the process
+#     (no process start); the ss times are whole-process wall times.
+#  2. Idle footprint of `netvigil run` with 1,000 idle loopback TCP connections over DURATION
+#     seconds, under /usr/bin/time -v (CPU, peak RSS, voluntary context switches ~ wakeups):
+#     a. capture on, --poll-ms POLL_MS (default 500)
+#     b. --no-capture, --poll-ms POLL_MS
+#     c. capture on, --poll-ms SLOW_POLL_MS (default 2000)
 #
 # Usage: scripts/bench-live.sh [BINARY]
-#   env: DURATION=60  REPEATS=5  SNAP_CONNS=5000  IDLE_CONNS=1000  NO_CAPTURE_RUN=1  POLL_MS=500
+#   env: DURATION=60  REPEATS=5  BENCH_N=21  SNAP_CONNS=5000  IDLE_CONNS=1000  POLL_MS=500  SLOW_POLL_MS=2000
 #
 # Needs root (AF_PACKET capture, process attribution of other processes' sockets), python3,
 # ss (iproute2), /usr/bin/time. Traffic is loopback only; helper processes are killed on exit.
+# Total time with the defaults: about 3 x DURATION plus a minute.
 set -euo pipefail
 
 BIN_SRC=${1:-target/release/netvigil}
 DURATION=${DURATION:-60}
 REPEATS=${REPEATS:-5}
+BENCH_N=${BENCH_N:-21}
 SNAP_CONNS=${SNAP_CONNS:-5000}
 IDLE_CONNS=${IDLE_CONNS:-1000}
-NO_CAPTURE_RUN=${NO_CAPTURE_RUN:-1}
 POLL_MS=${POLL_MS:-500}
-HELPER_MAX_LIFE=$((DURATION * 3 + 600))   # helpers exit on their own after this, whatever happens
+SLOW_POLL_MS=${SLOW_POLL_MS:-2000}
+HELPER_MAX_LIFE=$((DURATION * 4 + 600))   # helpers exit on their own after this, whatever happens
 
 [[ -x $BIN_SRC ]] || { echo "no binary at $BIN_SRC (cargo build --release)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "need /usr/bin/time (GNU time)" >&2; exit 1; }
@@ -37,7 +44,6 @@ BIN=$WORK/netvigil
 cp "$BIN_SRC" "$BIN"
 SERVER_PID=""
 CLIENT_PID=""
-NETNS=""
 
 stop_helpers() {
     local p
@@ -52,7 +58,6 @@ stop_helpers() {
 }
 cleanup() {
     stop_helpers
-    [[ -n $NETNS ]] && ip netns delete "$NETNS" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -110,22 +115,31 @@ start_helpers() {  # $1 = number of connections
     sleep 1   # let the last handshakes settle
 }
 
-# Interleaved timing: run each labelled command once per round, REPEATS rounds; print medians (ms).
-# Arguments: label=command ... (command run through bash -c, stdout to /dev/null).
-time_medians() {
-    python3 - "$REPEATS" "$@" <<'EOF'
-import statistics, subprocess, sys, time
-reps = int(sys.argv[1])
-cmds = [a.split("=", 1) for a in sys.argv[2:]]
-res = {label: [] for label, _ in cmds}
+# Snapshot rounds: REPEATS times, `netvigil connections --bench BENCH_N` then `ss -tanpi` (wall
+# time, stdout to /dev/null). Prints one line:
+#   sockets cold_med cold_min cold_max warm_med warm_min warm_max ss_med ss_min ss_max
+# cold_*: over the rounds' cold snapshots; warm_med: median of the rounds' warm medians;
+# warm_min/max: extremes over every warm snapshot of every round.
+snapshot_rounds() {
+    python3 - "$REPEATS" "$BIN" "$BENCH_N" <<'EOF'
+import re, statistics, subprocess, sys, time
+reps, binary, n = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+pat = re.compile(r"snapshots: (\d+) of (\d+) sockets; cold ([\d.]+) ms; warm median ([\d.]+) ms \(min ([\d.]+), max ([\d.]+)\)")
+cold, warm, wmin, wmax, ss, socks = [], [], [], [], [], []
 for _ in range(reps):
-    for label, cmd in cmds:
-        t = time.perf_counter()
-        subprocess.run(["bash", "-c", cmd], stdout=subprocess.DEVNULL, check=True)
-        res[label].append((time.perf_counter() - t) * 1000)
-for label, _ in cmds:
-    v = res[label]
-    print(f"{label} {statistics.median(v):.1f} {min(v):.1f} {max(v):.1f}")
+    out = subprocess.run([binary, "connections", "--bench", n], capture_output=True, text=True, check=True).stdout
+    m = pat.search(out)
+    if not m:
+        sys.exit(f"unexpected --bench output: {out!r}")
+    socks.append(int(m.group(2)))
+    cold.append(float(m.group(3))); warm.append(float(m.group(4)))
+    wmin.append(float(m.group(5))); wmax.append(float(m.group(6)))
+    t = time.perf_counter()
+    subprocess.run(["ss", "-tanpi"], stdout=subprocess.DEVNULL, check=True)
+    ss.append((time.perf_counter() - t) * 1000)
+med = statistics.median
+print(f"{min(socks)} {med(cold):.1f} {min(cold):.1f} {max(cold):.1f} {med(warm):.1f} {min(wmin):.1f} {max(wmax):.1f} "
+      f"{med(ss):.1f} {min(ss):.1f} {max(ss):.1f}")
 EOF
 }
 
@@ -133,31 +147,19 @@ echo "netvigil live benchmark  $(date -u +%Y-%m-%dT%H:%MZ)  nproc=$(nproc)  kern
 echo "binary: $BIN_SRC ($(stat -c %s "$BIN_SRC") bytes)"
 
 # ---------------------------------------------------------------- 1. snapshot
-echo "== 1. socket-table snapshot"
-# Fixed cost: an empty socket table in a fresh network namespace (sock_diag is per netns;
-# /proc attribution still walks this host's processes).
-NETNS=nvbench$$
-ip netns add "$NETNS"
-{ read -r _ fixed_med _ _; read -r _ fixed_ss _ _; } < <(time_medians \
-    "fixed=ip netns exec $NETNS $BIN connections --json --all" "fixed_ss=ip netns exec $NETNS ss -tanpi")
-ip netns delete "$NETNS"; NETNS=""
-echo "   empty table (fresh netns): netvigil ${fixed_med} ms, ss -tanpi ${fixed_ss} ms"
-
+echo "== 1. socket-table snapshot, $SNAP_CONNS connections, $REPEATS rounds of --bench $BENCH_N and ss -tanpi"
 start_helpers "$SNAP_CONNS"
-nv_lines=$("$BIN" connections --json --all | wc -l)
-ss_lines=$(ss -tanH state established | wc -l)
-echo "   $SNAP_CONNS connections up: ss sees $ss_lines established sockets, netvigil --all prints $nv_lines records"
-declare -A MED MIN MAX
-while read -r label med mn mx; do
-    MED[$label]=$med MIN[$label]=$mn MAX[$label]=$mx
-done < <(time_medians "netvigil_all=$BIN connections --json --all" "netvigil=$BIN connections --json" "ss_tanpi=ss -tanpi" "ss_tan=ss -tan")
+ss_lines=$(ss -tanH | wc -l)
+read -r nv_socks cold_med cold_min cold_max warm_med warm_min warm_max ss_med ss_min ss_max < <(snapshot_rounds)
+echo "   ss -tan lists $ss_lines TCP sockets; netvigil's snapshot holds $nv_socks sockets (TCP and UDP)"
 stop_helpers
 
-# ---------------------------------------------------------------- 2./3. idle footprint
-idle_run() {  # $1 = label, rest = extra args; prints "label cpu_s wall_s cpu_pct rss_mib"
-    local label=$1; shift
+# ---------------------------------------------------------------- 2. idle footprint
+idle_run() {  # $1 = label, $2 = poll ms, rest = extra args
+    # prints "label cpu_s wall_s cpu_pct rss_mib user_s sys_s vcsw_per_s"
+    local label=$1 poll=$2; shift 2
     /usr/bin/time -v -o "$WORK/time.$label" \
-        "$BIN" run --events /dev/null --no-web --duration "$DURATION" --poll-ms "$POLL_MS" "$@" \
+        "$BIN" run --events /dev/null --no-web --duration "$DURATION" --poll-ms "$poll" "$@" \
         >"$WORK/out.$label" 2>&1 || { echo "netvigil run failed:" >&2; tail "$WORK/out.$label" "$WORK/time.$label" >&2; exit 1; }
     python3 - "$label" "$WORK/time.$label" <<'EOF'
 import re, sys
@@ -170,32 +172,38 @@ wall = f("Elapsed (wall clock) time (h:mm:ss or m:ss)")
 parts = [float(p) for p in wall.split(":")]
 wall_s = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 rss_mib = int(f("Maximum resident set size (kbytes)")) / 1024
-print(f"{label} {user + sys_:.2f} {wall_s:.1f} {100 * (user + sys_) / wall_s:.3f} {rss_mib:.1f} {user:.2f} {sys_:.2f}")
+vcsw = int(f("Voluntary context switches"))
+print(f"{label} {user + sys_:.2f} {wall_s:.1f} {100 * (user + sys_) / wall_s:.3f} {rss_mib:.1f} {user:.2f} {sys_:.2f} {vcsw / wall_s:.1f}")
 EOF
 }
 
 start_helpers "$IDLE_CONNS"
-echo "== 2. idle footprint, $IDLE_CONNS idle connections, ${DURATION}s, poll ${POLL_MS} ms (capture on)"
-read -r _ cap_cpu cap_wall cap_pct cap_rss cap_user cap_sys < <(idle_run capture)
-if [[ $NO_CAPTURE_RUN == 1 ]]; then
-    echo "== 3. idle footprint, --no-capture"
-    read -r _ noc_cpu noc_wall noc_pct noc_rss noc_user noc_sys < <(idle_run nocapture --no-capture)
-fi
+declare -A CPU PCT RSS USR SYS VCSW
+run_case() {  # $1 = label, $2 = poll ms, rest = extra args
+    local label=$1 poll=$2 l cpu wall pct rss usr sys vcsw; shift 2
+    echo "== 2. idle footprint, $IDLE_CONNS idle connections, ${DURATION}s: $label (--poll-ms $poll $*)"
+    read -r l cpu wall pct rss usr sys vcsw < <(idle_run "$label" "$poll" "$@")
+    CPU[$label]=$cpu PCT[$label]=$pct RSS[$label]=$rss USR[$label]=$usr SYS[$label]=$sys VCSW[$label]=$vcsw
+    echo "   ${cpu} s CPU = ${pct}% of a core, peak RSS ${rss} MiB, ${vcsw} voluntary context switches/s"
+}
+run_case capture "$POLL_MS"
+run_case nocapture "$POLL_MS" --no-capture
+run_case capture_slow "$SLOW_POLL_MS"
 stop_helpers
 
 # ---------------------------------------------------------------- table
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 echo
-echo "| measurement | result | peer / goal | ratio |"
+echo "| measurement | netvigil | peer / goal | ratio |"
 echo "|---|---|---|---|"
-echo "| snapshot, empty table in a fresh netns (fixed cost, incl. ip netns exec) | ${fixed_med} ms | ss -tanpi ${fixed_ss} ms | $(ratio "$fixed_med" "$fixed_ss") |"
-echo "| snapshot, $((2 * SNAP_CONNS)) sockets: netvigil connections --json --all | ${MED[netvigil_all]} ms (min ${MIN[netvigil_all]}, max ${MAX[netvigil_all]}) | ss -tanpi ${MED[ss_tanpi]} ms (min ${MIN[ss_tanpi]}, max ${MAX[ss_tanpi]}) | $(ratio "${MED[netvigil_all]}" "${MED[ss_tanpi]}") (goal ≤ 0.33) |"
-echo "| snapshot, same: netvigil connections --json --all | ${MED[netvigil_all]} ms | ss -tan ${MED[ss_tan]} ms (min ${MIN[ss_tan]}, max ${MAX[ss_tan]}) | $(ratio "${MED[netvigil_all]}" "${MED[ss_tan]}") |"
-echo "| snapshot, same: netvigil connections --json (loopback hidden, prints 0) | ${MED[netvigil]} ms (min ${MIN[netvigil]}, max ${MAX[netvigil]}) | ss -tanpi ${MED[ss_tanpi]} ms | $(ratio "${MED[netvigil]}" "${MED[ss_tanpi]}") |"
-echo "| idle run, capture, ${DURATION}s: CPU | ${cap_cpu} s (user ${cap_user}, sys ${cap_sys}) = ${cap_pct}% of a core | goal < 0.5% | $(ratio "$cap_pct" 0.5) of goal |"
-echo "| idle run, capture: peak RSS | ${cap_rss} MiB | goal < 40 MiB | $(ratio "$cap_rss" 40) of goal |"
-if [[ $NO_CAPTURE_RUN == 1 ]]; then
-echo "| idle run, --no-capture, ${DURATION}s: CPU | ${noc_cpu} s (user ${noc_user}, sys ${noc_sys}) = ${noc_pct}% of a core | goal < 0.5% | $(ratio "$noc_pct" 0.5) of goal |"
-echo "| idle run, --no-capture: peak RSS | ${noc_rss} MiB | goal < 40 MiB | $(ratio "$noc_rss" 40) of goal |"
-fi
-echo "(snapshot: median of $REPEATS, commands run in turn; records printed by netvigil --all: $nv_lines)"
+echo "| snapshot, $nv_socks sockets, warm (\`connections --bench $BENCH_N\`) | ${warm_med} ms (${warm_min}–${warm_max}) | \`ss -tanpi\` ${ss_med} ms (${ss_min}–${ss_max}) | **$(ratio "$warm_med" "$ss_med")** (goal ≤ 0.33) |"
+echo "| snapshot, same, cold (first of the process) | ${cold_med} ms (${cold_min}–${cold_max}) | \`ss -tanpi\` ${ss_med} ms | $(ratio "$cold_med" "$ss_med") |"
+row() {  # $1 = label, $2 = description
+    local l=$1 d=$2
+    echo "| idle \`run\`, $d, ${DURATION} s: CPU | ${CPU[$l]} s (user ${USR[$l]}, sys ${SYS[$l]}) = **${PCT[$l]} %** of a core; ${VCSW[$l]} wakeups/s | goal < 0.5 % | $(ratio "${PCT[$l]}" 0.5) of goal |"
+    echo "| idle \`run\`, $d: peak RSS | **${RSS[$l]} MiB** | goal < 40 MiB | $(ratio "${RSS[$l]}" 40) |"
+}
+row capture "capture on, \`--poll-ms $POLL_MS\`"
+row nocapture "\`--no-capture\`, \`--poll-ms $POLL_MS\`"
+row capture_slow "capture on, \`--poll-ms $SLOW_POLL_MS\`"
+echo "(snapshot: $REPEATS rounds in turn; netvigil times are in-process, per snapshot; ss times are whole-process wall times. wakeups/s: voluntary context switches from /usr/bin/time -v.)"
