@@ -35,7 +35,7 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub filter: Option<String>,
     pub no_capture: bool,
-    pub poll_ms: u64,
+    pub poll_ms: Option<u64>,
     pub duration: Option<f64>,
     pub max_flows: usize,
     pub data_dir: Option<PathBuf>,
@@ -268,6 +268,9 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
     if let Err(e) = caps::keep_only(&[Cap::SysPtrace, Cap::DacReadSearch]) {
         eprintln!("netvigil: warning: could not drop capabilities ({e})");
     }
+    let poll_ms = opts
+        .poll_ms
+        .unwrap_or(if capture.is_some() { 5000 } else { 2000 });
     match &capture {
         Some(c) => {
             let names: Vec<String> = c.interfaces().into_iter().map(|(n, _, _)| n).collect();
@@ -278,12 +281,12 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                 } else {
                     names.join(", ")
                 },
-                opts.poll_ms
+                poll_ms
             );
         }
         None => eprintln!(
             "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms (run `netvigil doctor` to see how to enable capture)",
-            opts.poll_ms
+            poll_ms
         ),
     }
 
@@ -334,7 +337,7 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
     let mut records: Vec<Record> = Vec::new();
     let mut conns: Vec<ConnectionRecord> = Vec::new();
     let mut line = String::with_capacity(1024);
-    let poll = Duration::from_millis(opts.poll_ms.max(10));
+    let poll = Duration::from_millis(poll_ms.max(10));
     let mut last_poll = Instant::now() - poll;
     let mut last_tick = Instant::now();
     let mut last_refresh = Instant::now() - poll;

@@ -57,9 +57,11 @@ pub struct RunArgs {
     /// Do not capture packets even when allowed: socket table only.
     #[arg(long)]
     pub no_capture: bool,
-    /// How often to read the socket table, in milliseconds.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub poll_ms: u64,
+    /// How often to read the whole socket table, in milliseconds. Default: 5000 when capturing
+    /// (packets report connections as they open; the table is a backstop), 2000 without.
+    /// Each read walks the kernel's whole TCP hash table, which is what an idle monitor costs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub poll_ms: Option<u64>,
     /// Stop after this many seconds (for scripts and tests); default: until SIGINT/SIGTERM.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
