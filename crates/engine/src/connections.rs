@@ -130,6 +130,9 @@ pub fn process_json(p: &ProcessInfo) -> String {
     if let Some(t) = p.start_time {
         o.time("start_time", t);
     }
+    if p.inferred {
+        o.bool("inferred", true);
+    }
     o.end();
     let _ = write_json_str; // (the writer escapes through Obj)
     s

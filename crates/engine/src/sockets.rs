@@ -174,6 +174,10 @@ pub struct ProcessInfo {
     /// on macOS), `None` when no package owns it, and not looked up when `package_checked` is false.
     pub package: Option<String>,
     pub package_checked: bool,
+    /// Not read from this connection's socket (it closed before it could be looked up) but
+    /// inferred: the same process had just opened a connection from the same address to the
+    /// same remote endpoint.
+    pub inferred: bool,
 }
 
 /// All sockets at one moment, with their owners where known.

@@ -76,6 +76,9 @@ struct FirstPacketOwners {
     inbound: HashMap<(SocketAddr, SocketAddr), u8>,
     /// A SYN watcher thread handles outbound SYNs.
     syn_watcher: bool,
+    /// The last owner found per (local address, remote endpoint), for connections that close
+    /// before their socket can be read (hundreds a second from one client).
+    recent: HashMap<(std::net::IpAddr, SocketAddr), (ProcessInfo, Instant)>,
 }
 
 type Opened = (i64, Direction, SocketEntry, Option<ProcessInfo>);
@@ -88,6 +91,7 @@ impl FirstPacketOwners {
             udp_seen: HashSet::new(),
             inbound: HashMap::new(),
             syn_watcher: false,
+            recent: HashMap::new(),
         }
     }
 
@@ -133,7 +137,39 @@ impl FirstPacketOwners {
             }
             Direction::Outbound
         };
-        let entry = self.diag.as_mut()?.find(proto, local, remote).ok()??;
+        let found = self.diag.as_mut()?.find(proto, local, remote).ok().flatten();
+        let Some(entry) = found.filter(|e| e.inode != 0 || direction == Direction::Inbound) else {
+            // Gone already (or TIME_WAIT): the process that just connected from here to there.
+            if direction != Direction::Outbound {
+                return None;
+            }
+            let (p, at) = self.recent.get(&(local.ip(), remote))?;
+            if at.elapsed() > Duration::from_secs(2) {
+                return None;
+            }
+            let process = ProcessInfo {
+                inferred: true,
+                ..p.clone()
+            };
+            let entry = SocketEntry {
+                proto: if proto == 6 {
+                    SockProto::Tcp
+                } else {
+                    SockProto::Udp
+                },
+                local,
+                remote,
+                state: None,
+                connected: true,
+                uid: process.uid.unwrap_or(0),
+                inode: 0,
+                rx_queue: 0,
+                tx_queue: 0,
+                tcp: None,
+                interface: None,
+            };
+            return Some((ts, direction, entry, Some(process)));
+        };
         if proto == 17 && !entry.connected && entry.remote.port() == 0 {
             // An unconnected UDP socket (a server answering): not a connection it opened.
             return None;
@@ -145,7 +181,25 @@ impl FirstPacketOwners {
             self.inbound.remove(&(local, remote));
         }
         let pid = self.procs.find_inode(entry.inode);
-        let process = pid.and_then(|p| self.procs.info(p));
+        let mut process = pid.and_then(|p| self.procs.info(p));
+        if process.is_none() && direction == Direction::Outbound {
+            // The socket closed between the two lookups: infer, as above.
+            process = self
+                .recent
+                .get(&(local.ip(), remote))
+                .filter(|(_, at)| at.elapsed() <= Duration::from_secs(2))
+                .map(|(p, _)| ProcessInfo {
+                    inferred: true,
+                    ..p.clone()
+                });
+        }
+        if let (Some(p), Direction::Outbound) = (process.as_ref().filter(|p| !p.inferred), direction) {
+            if self.recent.len() > 4096 {
+                self.recent.clear();
+            }
+            self.recent
+                .insert((local.ip(), remote), (p.clone(), Instant::now()));
+        }
         let entry = SocketEntry { remote, ..entry };
         Some((ts, direction, entry, process))
     }
@@ -417,7 +471,9 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                     .lookup(&tracker, n.proto, n.client, n.server)
                     .is_none()
             });
-            if missing && last_refresh.elapsed() >= Duration::from_millis(20) {
+            // Without a SYN watcher, a fresh snapshot is the only way to name a new flow's
+            // owner (at most 4 a second: each one walks the kernel's whole TCP hash).
+            if missing && !has_watcher && last_refresh.elapsed() >= Duration::from_millis(250) {
                 last_refresh = Instant::now();
                 if let Ok(snap) = source.snapshot() {
                     tracker.update(&snap, &mut conns);
@@ -473,17 +529,35 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         }
         write_records(&mut out, &mut records, &mut attribution, &mut line)?;
     }
+    // What the threads handed over before stopping still counts; then close the channel so a
+    // thread blocked on a full channel wakes up and ends.
+    while let Ok(batch) = rx.try_recv() {
+        for f in &batch.frames {
+            engine.ingest(
+                &Frame {
+                    ts: f.ts,
+                    link: f.link,
+                    orig_len: f.orig_len,
+                    data: &f.data,
+                },
+                &mut records,
+            );
+        }
+    }
+    drop(rx);
+    let kernel_drops = capture_thread.and_then(|t| t.join().ok()).unwrap_or(0);
+    if let Some(t) = syn_thread {
+        let _ = t.join();
+    }
     engine.finish(&mut records);
     write_records(&mut out, &mut records, &mut attribution, &mut line)?;
     out.flush().context("writing events")?;
-    for t in [capture_thread, syn_thread].into_iter().flatten() {
-        let _ = t.join();
-    }
     let s = engine.stats();
     let c = engine.flow_counters();
     eprintln!(
-        "netvigil: stopped: {} packets, {} flows, {} connections opened, {} flows without a known owner, {} capture batches dropped (engine behind)",
+        "netvigil: stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
         s.frames,
+        kernel_drops,
         c.created,
         tracker.stats.opened,
         attribution.unattributed,
@@ -534,13 +608,14 @@ fn syn_loop(mut watcher: SynWatcher, tx: SyncSender<Batch>, stop: &AtomicBool, d
         };
         if let Some(o) = found
             && tx
-                .try_send(Batch {
+                .send(Batch {
                     frames: Vec::new(),
                     opened: vec![o],
                 })
                 .is_err()
         {
             dropped.fetch_add(1, Ordering::Relaxed);
+            break;
         }
     }
 }
@@ -551,7 +626,7 @@ fn capture_loop(
     stop: &AtomicBool,
     dropped: Arc<AtomicU64>,
     syn_watcher: bool,
-) {
+) -> u64 {
     let mut owners = FirstPacketOwners::new();
     owners.syn_watcher = syn_watcher;
     while !stop.load(Ordering::SeqCst) {
@@ -577,8 +652,12 @@ fn capture_loop(
             eprintln!("netvigil: capture stopped: {e}");
             break;
         }
-        if (!batch.frames.is_empty() || !batch.opened.is_empty()) && tx.try_send(batch).is_err() {
+        // Blocking: while the engine is behind, frames wait in the kernel's ring, whose drops
+        // the kernel counts; nothing is lost silently here.
+        if (!batch.frames.is_empty() || !batch.opened.is_empty()) && tx.send(batch).is_err() {
             dropped.fetch_add(1, Ordering::Relaxed);
+            break;
         }
     }
+    cap.stats().map(|st| st.total_drops).unwrap_or(0)
 }

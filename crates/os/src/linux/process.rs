@@ -380,6 +380,7 @@ impl ProcessScanner {
             exe_in_temp,
             package,
             package_checked,
+            inferred: false,
         };
         self.infos.insert(pid, (key, info.clone()));
         Some(info)
