@@ -326,7 +326,20 @@ impl ConnTracker {
                 self.report_opened(snap.taken_at, k, direction, e, None, out);
             }
         }
-        let gone: Vec<Key> = self.known.keys().filter(|k| !seen.contains(k)).copied().collect();
+        // Ping sockets are not connected, so no snapshot lists them as connections: one that
+        // the packet path reported stays open while its socket (same identifier) exists.
+        let pinging: HashSet<(SockProto, u16)> = snap
+            .sockets
+            .iter()
+            .filter(|e| matches!(e.proto, SockProto::Icmp | SockProto::Icmpv6))
+            .map(|e| (e.proto, e.local.port()))
+            .collect();
+        let gone: Vec<Key> = self
+            .known
+            .keys()
+            .filter(|k| !seen.contains(k) && !pinging.contains(&(k.proto, k.local.port())))
+            .copied()
+            .collect();
         for k in gone {
             if let Some(old) = self.known.remove(&k) {
                 self.stats.closed += 1;

@@ -84,6 +84,43 @@ struct FirstPacketOwners {
 type Opened = (i64, Direction, SocketEntry, Option<ProcessInfo>);
 
 impl FirstPacketOwners {
+    /// An echo request from a ping socket: its owner, from /proc/net/icmp (ping sockets are
+    /// not in sock_diag), once per (local, remote, identifier).
+    fn on_ping(
+        &mut self,
+        ts: i64,
+        v6: bool,
+        icmp_type: u8,
+        id: u16,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+    ) -> Option<Opened> {
+        if icmp_type != if v6 { 128 } else { 8 } {
+            return None;
+        }
+        let (local, remote) = (SocketAddr::new(src, id), SocketAddr::new(dst, id));
+        if self.udp_seen.len() > 65_536 {
+            self.udp_seen.clear();
+        }
+        if !self.udp_seen.insert((local, remote)) {
+            return None;
+        }
+        let entry = os::linux::sockets::find_ping_socket(v6, src, id)?;
+        let pid = self.procs.find_inode(entry.inode);
+        let process = pid.and_then(|p| self.procs.info(p));
+        Some((
+            ts,
+            Direction::Outbound,
+            SocketEntry {
+                local,
+                remote,
+                connected: true,
+                ..entry
+            },
+            process,
+        ))
+    }
+
     fn new() -> Self {
         Self {
             diag: SockDiag::open().ok(),
@@ -98,6 +135,15 @@ impl FirstPacketOwners {
     fn on_outgoing(&mut self, ts: i64, link: LinkType, data: &[u8]) -> Option<Opened> {
         let d = engine::decode::decode(link, data);
         let net = d.net?;
+        if let L4::Icmp {
+            v6,
+            icmp_type,
+            echo_id: Some(id),
+            ..
+        } = net.l4
+        {
+            return self.on_ping(ts, v6, icmp_type, id, net.src, net.dst);
+        }
         let (proto, sport, dport, flags) = match net.l4 {
             // Outbound SYNs are the SYN watcher's (it sees them sooner).
             L4::Tcp { flags, .. } if self.syn_watcher && flags & 0x12 == 0x02 => return None,
@@ -431,7 +477,12 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                             ip: entry.remote.ip(),
                             port: entry.remote.port(),
                         };
-                        let proto = if entry.proto == SockProto::Udp { 17 } else { 6 };
+                        let proto = match entry.proto {
+                            SockProto::Udp => 17,
+                            SockProto::Icmp => 1,
+                            SockProto::Icmpv6 => 58,
+                            _ => 6,
+                        };
                         // The flow's client is the local end for outbound, the remote for inbound.
                         let key = match direction {
                             Direction::Outbound => (proto, local, remote),

@@ -847,3 +847,60 @@ fn hundreds_of_short_connections_a_second_all_owned() {
     eprintln!("{inferred} of {N} owners inferred");
     assert!(inferred < N, "at least the first owner is read from its socket");
 }
+
+/// Ping client over an ICMP datagram ("ping") socket: `-c SCRIPT HOST N`.
+const PING: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+s.settimeout(2)
+for i in range(int(sys.argv[2])):
+    s.sendto(b"\x08\x00\x00\x00\x00\x00\x00" + bytes([i]) + b"netvigil", (sys.argv[1], 0))
+    s.recv(1024)
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn ping_socket_owner_and_echo_counts() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("p");
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &n.b,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ping_group_range=0 2147483647",
+    ]);
+    let (nv, out) = start_netvigil(&n, &n.b, 3.0, &[]);
+    sleep(Duration::from_millis(500));
+    let client = n
+        .exec(&n.b, &[python(), "-c", PING, &n.addr_a, "3"])
+        .spawn()
+        .expect("ping client");
+    let pid = client.id();
+    assert!(
+        client.wait_with_output().unwrap().status.success(),
+        "the pings were answered"
+    );
+    let text = out.join().unwrap();
+    drop(nv);
+    let flow = records(&text, "flow")
+        .into_iter()
+        .find(|l| l.contains("\"l4\":\"icmp\"") && l.contains(&format!("\"ip\":\"{}\"", n.addr_a)))
+        .unwrap_or_else(|| panic!("no ICMP flow to {} in\n{text}", n.addr_a));
+    assert_eq!(owner(&flow).map(|(p, _)| p), Some(pid), "{flow}");
+    assert_eq!(
+        (dir_counts(&flow, "to_server").0, dir_counts(&flow, "to_client").0),
+        (3, 3),
+        "{flow}"
+    );
+    let conn = records(&text, "connection")
+        .into_iter()
+        .find(|l| l.contains("\"l4\":\"icmp\"") && l.contains("\"event\":\"opened\""))
+        .unwrap_or_else(|| panic!("no ICMP connection record in\n{text}"));
+    assert_eq!(owner(&conn).map(|(p, _)| p), Some(pid), "{conn}");
+}

@@ -352,6 +352,27 @@ fn merge_sctp(eps: Parsed<SocketEntry>, assocs: Parsed<SocketEntry>, out: &mut V
     out.extend(assocs.entries);
 }
 
+/// The ICMP "ping" socket (SOCK_DGRAM, IPPROTO_ICMP or ICMPV6) whose echo identifier is
+/// `ident` and that is bound to `local` or to the unspecified address, from /proc/net/icmp(6):
+/// sock_diag does not list ping sockets.
+pub fn find_ping_socket(
+    v6: bool,
+    local: std::net::IpAddr,
+    ident: u16,
+) -> Option<engine::sockets::SocketEntry> {
+    let path = if v6 { "/proc/net/icmp6" } else { "/proc/net/icmp" };
+    let text = std::fs::read_to_string(path).ok()?;
+    let proto = if v6 {
+        engine::sockets::SockProto::Icmpv6
+    } else {
+        engine::sockets::SockProto::Icmp
+    };
+    crate::procnet::parse_inet(&text, proto, v6)
+        .entries
+        .into_iter()
+        .find(|e| e.local.port() == ident && (e.local.ip() == local || e.local.ip().is_unspecified()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
