@@ -160,13 +160,11 @@ fn curl_to_a_web_server_outbound_and_inbound_with_owners_and_bytes() {
         .exec(
             &n.a,
             &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
+                python(),
+                "-c",
+                SLOW_HTTP,
                 &n.addr_a,
-                "--directory",
+                "8080",
                 dir.to_str().unwrap(),
             ],
         )
@@ -355,6 +353,25 @@ try:
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 except socket.timeout:
     pass
+"#;
+
+/// A web server that answers each GET after 300 ms (`-c SCRIPT HOST PORT DIR`), so that its
+/// connections live long enough for every owner lookup to be a certainty: the race of
+/// connections that close within a millisecond has its own tests.
+const SLOW_HTTP: &str = r#"
+import http.server, socket, sys, time, os
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(0.3)
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+os.chdir(sys.argv[3])
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+srv = S((sys.argv[1], int(sys.argv[2])), H)
+print("Serving HTTP", flush=True)
+srv.serve_forever()
 "#;
 
 /// TCP client: `-c SCRIPT HOST PORT SECS`: connects, holds the connection SECS, closes, exits.
@@ -563,17 +580,7 @@ fn curl_over_ipv6_outbound_owned_by_curl_with_tcpdump_bytes() {
     let server = spawn_until(
         n.exec(
             &n.a,
-            &[
-                python(),
-                "-u",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                ip_a,
-                "--directory",
-                dir.to_str().unwrap(),
-            ],
+            &[python(), "-c", SLOW_HTTP, ip_a, "8080", dir.to_str().unwrap()],
         ),
         false,
         "Serving HTTP",
