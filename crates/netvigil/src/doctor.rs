@@ -87,10 +87,15 @@ pub fn run() -> Result<ExitCode> {
     });
     // Ping sockets.
     if let Ok(r) = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range") {
-        let r = r.split_whitespace().collect::<Vec<_>>().join(" ");
+        let range: Vec<u64> = r.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let on = matches!(range.as_slice(), [lo, hi] if lo <= hi);
         checks.push(Check {
             ok: true,
-            what: format!("ping sockets allowed for groups {r} (net.ipv4.ping_group_range)"),
+            what: if on {
+                format!("ping sockets allowed for groups {} to {} (net.ipv4.ping_group_range): their owners are named", range[0], range[1])
+            } else {
+                "ping sockets are off (net.ipv4.ping_group_range): ping then uses raw sockets, whose owner netvigil does not name yet".to_string()
+            },
             fix: None,
         });
     }
