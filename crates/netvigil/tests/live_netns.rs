@@ -331,7 +331,7 @@ time.sleep(0.2)
 /// TCP server: `-c SCRIPT HOST PORT`; each connection: one read; if it brought data, a short
 /// HTTP answer; then close. Prints "ready" once listening; exits after 15 s without a client.
 const TCP_ANSWER: &str = r#"
-import socket, sys, threading
+import socket, sys, threading, time
 fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -339,10 +339,12 @@ s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(16)
 s.settimeout(15)
 print("ready", flush=True)
+delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 def serve(c):
     c.settimeout(5)
     try:
         if c.recv(4096):
+            time.sleep(delay)
             c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     except OSError:
         pass
@@ -638,9 +640,11 @@ fn curl_over_ipv6_outbound_owned_by_curl_with_tcpdump_bytes() {
 }
 
 #[test]
-// A ~10 ms curl: the SYN watcher names it while it lives; a socket-table snapshot that lists
-// the socket first holds its owner-less "opened" back one poll so that the SYN watcher's answer
-// wins (ConnTracker::update / observe_opened).
+// A curl that lives well under 50 ms: the SYN watcher names it while it lives; a socket-table
+// snapshot that lists the socket first holds its owner-less "opened" back one poll so that the
+// SYN watcher's answer wins (ConnTracker::update / observe_opened). The server answers after
+// 15 ms, so the connection outlives the lookup (~1 ms) while the process still lives only
+// ~25 ms; connections that close within a millisecond are the next test's subject.
 fn a_process_that_lives_milliseconds_is_still_the_owner() {
     if !need_root() {
         return;
@@ -648,7 +652,7 @@ fn a_process_that_lives_milliseconds_is_still_the_owner() {
     let n = Netns::new("s");
     let port = "8082";
     let _server = spawn_until(
-        n.exec(&n.a, &[python(), "-c", TCP_ANSWER, &n.addr_a, port]),
+        n.exec(&n.a, &[python(), "-c", TCP_ANSWER, &n.addr_a, port, "0.015"]),
         false,
         "ready",
     );
