@@ -15,6 +15,7 @@ pub mod connections;
 pub mod decode;
 pub mod defrag;
 pub mod dissect;
+pub mod enrich;
 pub mod flow;
 mod json;
 pub mod record;
