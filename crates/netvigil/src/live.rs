@@ -105,7 +105,11 @@ impl FirstPacketOwners {
         if !self.udp_seen.insert((local, remote)) {
             return None;
         }
-        let entry = os::linux::sockets::find_ping_socket(v6, src, id)?;
+        let Some(entry) = os::linux::sockets::find_ping_socket(v6, src, id) else {
+            // Not a ping socket: a raw ICMP socket (ping run as root, or with CAP_NET_RAW,
+            // where ping sockets are off).
+            return self.on_raw(ts, v6, if v6 { 58 } else { 1 }, local, remote);
+        };
         let pid = self.procs.find_inode(entry.inode);
         let process = pid.and_then(|p| self.procs.info(p));
         Some((
@@ -119,6 +123,85 @@ impl FirstPacketOwners {
             },
             process,
         ))
+    }
+
+    /// A packet of IP protocol `proto` that no TCP/UDP/ping socket sent: the raw socket of that
+    /// protocol that sent it, from /proc/net/raw. Several processes with such a socket: no
+    /// owner (counted as unattributed), never a guess.
+    fn on_raw(
+        &mut self,
+        ts: i64,
+        v6: bool,
+        proto: u8,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<Opened> {
+        let candidates = os::linux::sockets::find_raw_sockets(v6, proto, local.ip());
+        let pid = self.only_holder(candidates.iter().map(|e| e.inode))?;
+        let entry = candidates.into_iter().next()?;
+        Some((
+            ts,
+            Direction::Outbound,
+            SocketEntry {
+                local,
+                remote,
+                connected: true,
+                ..entry
+            },
+            self.procs.info(pid),
+        ))
+    }
+
+    /// A frame that left this machine with no socket behind it: sent from an AF_PACKET socket
+    /// (a DHCP client, a packet generator). When exactly one other process holds a packet
+    /// socket, it is named as the owner, marked `inferred` (the kernel does not say which packet
+    /// socket sent a frame).
+    fn on_packet_socket(
+        &mut self,
+        ts: i64,
+        proto: SockProto,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<Opened> {
+        let socks = os::linux::sockets::packet_sockets();
+        let pid = self.only_holder(socks.iter().map(|s| s.inode))?;
+        let s = socks
+            .iter()
+            .find(|s| self.procs.find_inode(s.inode) == Some(pid))?;
+        let process = self.procs.info(pid).map(|p| ProcessInfo { inferred: true, ..p });
+        Some((
+            ts,
+            Direction::Outbound,
+            SocketEntry {
+                proto,
+                local,
+                remote,
+                state: None,
+                connected: true,
+                uid: s.uid,
+                inode: s.inode,
+                rx_queue: 0,
+                tx_queue: 0,
+                tcp: None,
+                interface: (s.ifindex != 0).then_some(s.ifindex),
+            },
+            process,
+        ))
+    }
+
+    /// The one process (other than netvigil) holding any of these sockets.
+    fn only_holder(&mut self, inodes: impl Iterator<Item = u64>) -> Option<u32> {
+        let me = std::process::id();
+        let mut found = None;
+        for inode in inodes {
+            match self.procs.find_inode(inode) {
+                Some(pid) if pid == me => {}
+                Some(pid) if found.is_none_or(|f| f == pid) => found = Some(pid),
+                Some(_) => return None,
+                None => {}
+            }
+        }
+        found
     }
 
     fn new() -> Self {
@@ -143,6 +226,17 @@ impl FirstPacketOwners {
         } = net.l4
         {
             return self.on_ping(ts, v6, icmp_type, id, net.src, net.dst);
+        }
+        if let L4::Other { .. } = net.l4 {
+            let proto = net.proto.0;
+            let (local, remote) = (SocketAddr::new(net.src, 0), SocketAddr::new(net.dst, 0));
+            if self.udp_seen.len() > 65_536 {
+                self.udp_seen.clear();
+            }
+            if !self.udp_seen.insert((local, remote)) {
+                return None;
+            }
+            return self.on_raw(ts, engine::is_v6(&net.src), proto, local, remote);
         }
         let (proto, sport, dport, flags) = match net.l4 {
             // Outbound SYNs are the SYN watcher's (it sees them sooner).
@@ -184,10 +278,24 @@ impl FirstPacketOwners {
             Direction::Outbound
         };
         let found = self.diag.as_mut()?.find(proto, local, remote).ok().flatten();
+        let no_socket = found.is_none();
         let Some(entry) = found.filter(|e| e.inode != 0 || direction == Direction::Inbound) else {
             // Gone already (or TIME_WAIT): the process that just connected from here to there.
             if direction != Direction::Outbound {
                 return None;
+            }
+            let recent = self
+                .recent
+                .get(&(local.ip(), remote))
+                .filter(|(_, at)| at.elapsed() <= Duration::from_secs(2));
+            if recent.is_none() && no_socket {
+                // No socket had this 4-tuple at all: a frame built by a packet socket.
+                let sp = if proto == 6 {
+                    SockProto::Tcp
+                } else {
+                    SockProto::Udp
+                };
+                return self.on_packet_socket(ts, sp, local, remote);
             }
             let (p, at) = self.recent.get(&(local.ip(), remote))?;
             if at.elapsed() > Duration::from_secs(2) {
@@ -481,6 +589,7 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                             SockProto::Udp => 17,
                             SockProto::Icmp => 1,
                             SockProto::Icmpv6 => 58,
+                            SockProto::Raw(n) => n,
                             _ => 6,
                         };
                         // The flow's client is the local end for outbound, the remote for inbound.

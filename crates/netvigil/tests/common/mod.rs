@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests of the `netvigil` binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -373,6 +373,31 @@ pub fn find_ping_socket(
         .find(|e| e.local.port() == ident && (e.local.ip() == local || e.local.ip().is_unspecified()))
 }
 
+/// Raw IP sockets of IP protocol `proto` that could have sent a packet from `local`: bound to
+/// that address or to none (from /proc/net/raw or raw6; raw sockets of ICMP are how `ping`
+/// works as root when ping sockets are off).
+pub fn find_raw_sockets(v6: bool, proto: u8, local: std::net::IpAddr) -> Vec<engine::sockets::SocketEntry> {
+    let path = if v6 { "/proc/net/raw6" } else { "/proc/net/raw" };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    crate::procnet::parse_inet(&text, engine::sockets::SockProto::Raw(0), v6)
+        .entries
+        .into_iter()
+        .filter(|e| {
+            e.proto == engine::sockets::SockProto::Raw(proto)
+                && (e.local.ip() == local || e.local.ip().is_unspecified())
+        })
+        .collect()
+}
+
+/// AF_PACKET sockets now (/proc/net/packet): programs that send or receive whole frames.
+pub fn packet_sockets() -> Vec<PacketSocket> {
+    std::fs::read_to_string("/proc/net/packet")
+        .map(|t| procnet::parse_packet(&t).entries)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
