@@ -493,10 +493,16 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
             );
         }
         None => eprintln!(
-            "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms (run `netvigil doctor` to see how to enable capture)",
-            poll_ms
+            "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms{} (run `netvigil doctor` to see how to enable capture)",
+            poll_ms,
+            if opts.poll_ms.is_none() {
+                format!(", up to {} ms while nothing changes", poll_ms * 2)
+            } else {
+                String::new()
+            }
         ),
     }
+    let capture_is_off = capture.is_none();
 
     let stdout = io::stdout();
     let mut out: Box<dyn Write> = match opts.events.as_deref() {
@@ -545,7 +551,16 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
     let mut records: Vec<Record> = Vec::new();
     let mut conns: Vec<ConnectionRecord> = Vec::new();
     let mut line = String::with_capacity(1024);
-    let poll = Duration::from_millis(poll_ms.max(10));
+    let base_poll = Duration::from_millis(poll_ms.max(10));
+    // Socket-table mode with the default interval: while nothing changes, the interval grows
+    // to twice the base (each read of the table walks the kernel's whole TCP hash); any
+    // change brings it back.
+    let max_poll = if opts.poll_ms.is_none() && capture_is_off {
+        base_poll * 2
+    } else {
+        base_poll
+    };
+    let mut poll = base_poll;
     let mut last_poll = Instant::now() - poll;
     let mut last_tick = Instant::now();
     let mut last_refresh = Instant::now() - poll;
@@ -557,6 +572,11 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                 Ok(snap) => tracker.update(&snap, &mut conns),
                 Err(e) => eprintln!("netvigil: warning: {e:#}"),
             }
+            poll = if conns.is_empty() {
+                (poll * 5 / 4).min(max_poll)
+            } else {
+                base_poll
+            };
             for c in conns.drain(..) {
                 records.push(Record::Connection(Box::new(c)));
             }
