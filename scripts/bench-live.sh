@@ -9,12 +9,12 @@
 #     (no process start); the ss times are whole-process wall times.
 #  2. Idle footprint of `netvigil run` with 1,000 idle loopback TCP connections over DURATION
 #     seconds, under /usr/bin/time -v (CPU, peak RSS, voluntary context switches ~ wakeups):
-#     a. capture on, --poll-ms POLL_MS (default 500)
-#     b. --no-capture, --poll-ms POLL_MS
+#     a. capture on, --poll-ms POLL_MS (default: netvigil's own default, 5 s)
+#     b. --no-capture, --poll-ms POLL_MS (default: netvigil's own, 2 s growing to 4 s when idle)
 #     c. capture on, --poll-ms SLOW_POLL_MS (default 2000)
 #
 # Usage: scripts/bench-live.sh [BINARY]
-#   env: DURATION=60  REPEATS=5  BENCH_N=21  SNAP_CONNS=5000  IDLE_CONNS=1000  POLL_MS=500  SLOW_POLL_MS=2000
+#   env: DURATION=60  REPEATS=5  BENCH_N=21  SNAP_CONNS=5000  IDLE_CONNS=1000  POLL_MS=default  SLOW_POLL_MS=2000
 #
 # Needs root (AF_PACKET capture, process attribution of other processes' sockets), python3,
 # ss (iproute2), /usr/bin/time. Traffic is loopback only; helper processes are killed on exit.
@@ -27,7 +27,7 @@ REPEATS=${REPEATS:-5}
 BENCH_N=${BENCH_N:-21}
 SNAP_CONNS=${SNAP_CONNS:-5000}
 IDLE_CONNS=${IDLE_CONNS:-1000}
-POLL_MS=${POLL_MS:-500}
+POLL_MS=${POLL_MS:-default}
 SLOW_POLL_MS=${SLOW_POLL_MS:-2000}
 HELPER_MAX_LIFE=$((DURATION * 4 + 600))   # helpers exit on their own after this, whatever happens
 
@@ -159,7 +159,8 @@ idle_run() {  # $1 = label, $2 = poll ms, rest = extra args
     # prints "label cpu_s wall_s cpu_pct rss_mib user_s sys_s vcsw_per_s"
     local label=$1 poll=$2; shift 2
     /usr/bin/time -v -o "$WORK/time.$label" \
-        "$BIN" run --events /dev/null --no-web --duration "$DURATION" --poll-ms "$poll" "$@" \
+        "$BIN" run --events /dev/null --no-web --duration "$DURATION" \
+        $([[ $poll == default ]] || echo "--poll-ms $poll") "$@" \
         >"$WORK/out.$label" 2>&1 || { echo "netvigil run failed:" >&2; tail "$WORK/out.$label" "$WORK/time.$label" >&2; exit 1; }
     python3 - "$label" "$WORK/time.$label" <<'EOF'
 import re, sys
