@@ -18,3 +18,29 @@ pub mod procnet;
 /// Linux sources: AF_PACKET capture, netlink sock_diag, /proc process facts, capabilities.
 #[cfg(target_os = "linux")]
 pub mod linux;
+
+/// Parsers of OS tool output (lsof, netstat, nettop, ps, codesign, tasklist) and the tool
+/// runner: plain code compiled on every platform, tested on recorded output.
+pub mod tools;
+/// The error and socket table of systems without a live source.
+pub mod unsupported;
+
+/// macOS: the socket table from lsof, netstat, ps and codesign. Compiled for Linux test builds
+/// too: it only runs tools, and Linux has lsof and ps with the same output formats.
+#[cfg(any(target_os = "macos", all(target_os = "linux", test)))]
+pub mod macos;
+/// Live capture through libpcap (feature `libpcap`): macOS, the BSDs, Windows (Npcap), Linux.
+#[cfg(feature = "libpcap")]
+pub mod pcap_source;
+/// Windows: the socket table from the IP Helper API, process facts, Authenticode.
+#[cfg(windows)]
+pub mod windows;
+
+/// This system's socket table (macOS: [`macos::MacSockets`]; Windows:
+/// [`windows::WindowsSockets`]; elsewhere except Linux: [`unsupported::UnsupportedSockets`]).
+#[cfg(target_os = "macos")]
+pub use macos::MacSockets as NativeSockets;
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+pub use unsupported::UnsupportedSockets as NativeSockets;
+#[cfg(windows)]
+pub use windows::WindowsSockets as NativeSockets;
