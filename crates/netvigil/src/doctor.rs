@@ -107,6 +107,7 @@ pub fn run() -> Result<ExitCode> {
             println!("     -> {f}");
         }
     }
+    enrichment();
     if missing == 0 {
         println!("\nnetvigil can see everything it knows how to see on this machine.");
     } else {
@@ -115,4 +116,60 @@ pub fn run() -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Place databases, the tracker list and service names: what was found, and how to get a
+/// place database when there is none.
+fn enrichment() {
+    let found = intel::discover(&intel::default_dirs(None));
+    let (places, errors) = found.load(&[]);
+    println!("\nplace databases (looked in {}):", {
+        let d: Vec<String> = found.dirs.iter().map(|d| d.display().to_string()).collect();
+        d.join(", ")
+    });
+    for (path, _) in places.sources() {
+        let origin = found
+            .found
+            .iter()
+            .find(|f| f.path == path)
+            .map_or("", |f| f.known.origin);
+        println!("ok   {} ({origin})", path.display());
+    }
+    for e in &errors {
+        println!("BAD  {e}");
+    }
+    if places.is_empty() {
+        println!("MISS {}", intel::HOW_TO_GET.replace('\n', "\n     "));
+    } else if !found.missing().is_empty() {
+        println!(
+            "     (no database gives: {}; see docs/enrichment.md)",
+            found.missing().join(", ")
+        );
+    }
+    match intel::domains::EASYPRIVACY_PATHS
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+    {
+        Some(p) => println!("ok   tracker list {p}"),
+        None => println!(
+            "     no tracker list (optional): apt install webext-ublock-origin-firefox ships EasyPrivacy; \
+             the shipped domain table still marks the best-known trackers"
+        ),
+    }
+    let services = intel::ServiceNames::system();
+    println!(
+        "{} service names: {} ({} entries){}",
+        if services.origin == "built-in" {
+            "MISS"
+        } else {
+            "ok  "
+        },
+        services.origin,
+        services.len(),
+        if services.origin == "built-in" {
+            "; apt install netbase provides /etc/services"
+        } else {
+            ""
+        }
+    );
 }

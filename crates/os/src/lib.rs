@@ -14,6 +14,7 @@ pub mod capture_file;
 
 pub use capture_file::{OpenError, ReadSummary, read_capture};
 pub mod procnet;
+pub mod rdns;
 
 /// Linux sources: AF_PACKET capture, netlink sock_diag, /proc process facts, capabilities.
 #[cfg(target_os = "linux")]
