@@ -21,6 +21,8 @@ use engine::flow::FlowConfig;
 use engine::record::Endpoint;
 use engine::sockets::{ProcessInfo, SockProto, SocketEntry, SocketSnapshot};
 use engine::{Engine, EngineConfig, Frame, Record};
+
+use crate::judging::Judging;
 use os::linux::afpacket::{AfPacket, CaptureOpenError, Interfaces, RingConfig, SynWatcher};
 use os::linux::caps::{self, Cap};
 use os::linux::process::ProcessScanner;
@@ -39,6 +41,8 @@ pub struct RunOptions {
     pub duration: Option<f64>,
     pub max_flows: usize,
     pub data_dir: Option<PathBuf>,
+    /// Look up PTR names of remote addresses (the "no reverse DNS" flag needs it).
+    pub rdns: bool,
 }
 
 pub fn now_nanos() -> i64 {
@@ -545,6 +549,18 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);
+    let resolver = if opts.rdns {
+        match os::rdns::Resolver::new(os::rdns::RdnsConfig::default()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("netvigil: warning: reverse DNS is off: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut judging = Judging::new(engine::judge::Config::default(), resolver);
     let mut tracker = ConnTracker::new();
     let mut source = SocketSource::new();
     let mut attribution = Attribution::default();
@@ -569,7 +585,10 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         if last_poll.elapsed() >= poll || done {
             last_poll = Instant::now();
             match source.snapshot() {
-                Ok(snap) => tracker.update(&snap, &mut conns),
+                Ok(snap) => {
+                    tracker.update(&snap, &mut conns);
+                    judging.judge.snapshot(&snap);
+                }
                 Err(e) => eprintln!("netvigil: warning: {e:#}"),
             }
             poll = if conns.is_empty() {
@@ -706,8 +725,9 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
+            judging.tick(now_nanos());
         }
-        write_records(&mut out, &mut records, &mut attribution, &mut line)?;
+        write_records(&mut out, &mut records, &mut attribution, &mut judging, &mut line)?;
     }
     // What the threads handed over before stopping still counts; then close the channel so a
     // thread blocked on a full channel wakes up and ends.
@@ -730,7 +750,7 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         let _ = t.join();
     }
     engine.finish(&mut records);
-    write_records(&mut out, &mut records, &mut attribution, &mut line)?;
+    write_records(&mut out, &mut records, &mut attribution, &mut judging, &mut line)?;
     out.flush().context("writing events")?;
     let s = engine.stats();
     let c = engine.flow_counters();
@@ -750,8 +770,18 @@ fn write_records(
     out: &mut dyn Write,
     records: &mut Vec<Record>,
     attr: &mut Attribution,
+    judging: &mut Judging,
     line: &mut String,
 ) -> Result<()> {
+    let write = |out: &mut dyn Write, line: &str| -> Result<()> {
+        if let Err(e) = out.write_all(line.as_bytes()) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                bail!("the events reader went away");
+            }
+            return Err(e).context("writing events");
+        }
+        Ok(())
+    };
     for mut r in records.drain(..) {
         if let Record::Flow(f) = &mut r {
             let key = (f.proto, f.client, f.server);
@@ -761,14 +791,15 @@ fn write_records(
             }
         }
         line.clear();
-        r.write_json(line);
+        judging.judge_into(&r, Some(now_nanos()), line);
         line.push('\n');
-        if let Err(e) = out.write_all(line.as_bytes()) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                bail!("the events reader went away");
-            }
-            return Err(e).context("writing events");
-        }
+        write(out, line)?;
+    }
+    for a in judging.alerts.drain(..) {
+        line.clear();
+        a.write_json(line);
+        line.push('\n');
+        write(out, line)?;
     }
     out.flush().context("writing events")?;
     Ok(())

@@ -6,6 +6,7 @@
 
 mod connections;
 mod doctor;
+mod judging;
 mod live;
 mod read;
 mod summary;
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// Where netvigil keeps its data (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Do not look up the PTR names of remote addresses (then no flow gets the "no reverse
+    /// DNS" flag).
+    #[arg(long)]
+    pub no_rdns: bool,
     /// Capture on this interface (repeat for several); default: all interfaces.
     #[arg(long = "interface", short = 'i', value_name = "NAME")]
     pub interfaces: Vec<String>,
@@ -106,6 +111,14 @@ pub struct ReadArgs {
     /// one JSON object on stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Leave out the judgement: no score, flags or explanation on flows, no alert records
+    /// (jsonl output; the other formats never carry them).
+    #[arg(long)]
+    pub no_judge: bool,
+    /// Also keep per-app baselines and write `alert` records (new apps, new hosts, volume
+    /// spikes ...), as the live monitor does (jsonl output).
+    #[arg(long, conflicts_with = "no_judge")]
+    pub alerts: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -128,6 +141,7 @@ fn main() -> ExitCode {
             duration: a.duration,
             max_flows: a.max_flows,
             data_dir: a.data_dir,
+            rdns: !a.no_rdns,
         }),
         Command::Connections(a) => connections::run(&a),
         Command::Doctor => doctor::run(),

@@ -9,6 +9,7 @@ use engine::flow::FlowConfig;
 use engine::record::FlowRecord;
 use engine::{Engine, EngineConfig, Frame, Record};
 
+use crate::judging::Judging;
 use crate::summary::{FileSummary, Summary};
 use crate::{Format, ReadArgs};
 
@@ -16,7 +17,21 @@ use crate::{Format, ReadArgs};
 /// are still read. Exit status 1 when any file failed.
 pub fn run(args: &ReadArgs) -> Result<ExitCode> {
     let stdout = io::stdout();
-    let mut out = Output::new(args.format, BufWriter::with_capacity(1 << 18, stdout.lock()));
+    let judge = args.format == Format::Jsonl && !args.no_judge;
+    // With judging on, the judging thread owns standard output (it writes every record).
+    let w: Box<dyn Write> = if judge {
+        Box::new(io::sink())
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 18, stdout.lock()))
+    };
+    let mut out = Output::new(args.format, w);
+    if judge {
+        // Offline: no reverse DNS (reading a capture sends nothing to the network).
+        out.judging = Some(JudgeThread::spawn(Judging::new(
+            engine::judge::Config::default(),
+            None,
+        )));
+    }
     let progress = !args.no_progress && io::stderr().is_terminal();
     let mut summary = Summary::new(args.top);
     let mut failed = 0usize;
@@ -35,6 +50,12 @@ pub fn run(args: &ReadArgs) -> Result<ExitCode> {
     }
     if args.format == Format::Table {
         summary.write(&mut out.w).context("writing the summary")?;
+    }
+    if let Err(e) = out.finish_judging() {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(e).context("writing to standard output");
     }
     if let Err(e) = out.w.flush() {
         if e.kind() == io::ErrorKind::BrokenPipe {
@@ -166,6 +187,78 @@ struct Output<W: Write> {
     format: Format,
     w: W,
     line: String,
+    /// Scores, flags, sentences and alerts (jsonl only).
+    judging: Option<JudgeThread>,
+    /// Records waiting to go to the judging thread.
+    pending: Vec<Record>,
+}
+
+/// Judging and writing jsonl on a second thread, so the packet path (capture reading, the
+/// engine) does not wait for scores and sentences: batches of records go over a bounded
+/// channel; the thread judges them and writes them to standard output.
+struct JudgeThread {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl JudgeThread {
+    fn spawn(mut j: Judging) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(64);
+        let handle = std::thread::Builder::new()
+            .name("judge".into())
+            .spawn(move || -> io::Result<()> {
+                let stdout = io::stdout();
+                let mut w = BufWriter::with_capacity(1 << 18, stdout.lock());
+                let mut line = String::with_capacity(1024);
+                let write_alerts = |j: &mut Judging, w: &mut BufWriter<_>, line: &mut String| {
+                    for a in j.alerts.drain(..) {
+                        line.clear();
+                        a.write_json(line);
+                        line.push('\n');
+                        w.write_all(line.as_bytes())?;
+                    }
+                    io::Result::Ok(())
+                };
+                for batch in rx {
+                    for r in &batch {
+                        line.clear();
+                        j.judge_into(r, None, &mut line);
+                        line.push('\n');
+                        w.write_all(line.as_bytes())?;
+                        write_alerts(&mut j, &mut w, &mut line)?;
+                    }
+                }
+                // After the last file: the baselines close their last minute (volume alerts).
+                let end = j.last_ts.saturating_add(60 * 1_000_000_000);
+                j.tick(end);
+                write_alerts(&mut j, &mut w, &mut line)?;
+                w.flush()
+            })
+            .expect("spawn the judging thread");
+        Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Hands a batch over; a closed channel means the thread stopped (its error comes from
+    /// `finish`).
+    fn send(&mut self, batch: Vec<Record>) -> io::Result<()> {
+        match self.tx.as_ref().map(|tx| tx.send(batch)) {
+            Some(Ok(())) => Ok(()),
+            _ => self.finish().and(Err(io::Error::from(io::ErrorKind::BrokenPipe))),
+        }
+    }
+
+    /// Closes the channel and waits for the thread to write everything.
+    fn finish(&mut self) -> io::Result<()> {
+        self.tx = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the judging thread panicked")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<W: Write> Output<W> {
@@ -174,6 +267,8 @@ impl<W: Write> Output<W> {
             format,
             w,
             line: String::with_capacity(512),
+            judging: None,
+            pending: Vec::new(),
         }
     }
 
@@ -184,10 +279,34 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// Sends what waits to the judging thread, then waits for it to finish writing.
+    fn finish_judging(&mut self) -> io::Result<()> {
+        self.send_pending()?;
+        match &mut self.judging {
+            Some(t) => t.finish(),
+            None => Ok(()),
+        }
+    }
+
+    fn send_pending(&mut self) -> io::Result<()> {
+        if let Some(t) = &mut self.judging
+            && !self.pending.is_empty()
+        {
+            t.send(std::mem::take(&mut self.pending))?;
+        }
+        Ok(())
+    }
+
     fn records(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> io::Result<()> {
         for r in records.drain(..) {
             match self.format {
                 Format::Table => summary.record(&r),
+                Format::Jsonl if self.judging.is_some() => {
+                    self.pending.push(r);
+                    if self.pending.len() >= 1024 {
+                        self.send_pending()?;
+                    }
+                }
                 Format::Jsonl => {
                     self.line.clear();
                     r.write_json(&mut self.line);

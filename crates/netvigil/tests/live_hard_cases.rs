@@ -573,6 +573,7 @@ fn with_every_capability_dropped_the_socket_table_still_names_the_owner() {
                 "--events",
                 "-",
                 "--no-web",
+                "--no-rdns",
                 "--poll-ms",
                 "100",
                 "--duration",

@@ -340,6 +340,9 @@ fn curl_over_ipv6_outbound_owned_by_curl_with_tcpdump_bytes() {
     let flow = &flows[0];
     assert_eq!(owner(flow), Some((pid, "curl")), "{flow}");
     assert!(flow.contains("\"app_proto\":\"http\""), "{flow}");
+    // Judged: plain HTTP is flagged, and the sentence names the program.
+    assert!(flow.contains("\"kind\":\"plaintext_http\""), "{flow}");
+    assert!(flow.contains("\"explanation\":\"curl "), "{flow}");
     let (s, c) = (dir_counts(flow, "to_server"), dir_counts(flow, "to_client"));
     assert_eq!(
         (s.0 + c.0, s.1 + c.1),

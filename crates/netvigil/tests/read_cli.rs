@@ -495,8 +495,14 @@ fn a_million_syn_scan_stays_under_256_mib_and_counters_reconcile() {
     assert_eq!(get("peak_live"), 100_000, "the cap holds");
     assert!(get("evicted") >= 800_000, "{stats}");
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), N as usize, "one record per flow");
-    let packets: u64 = text.lines().map(|l| json_u64(l, "packets").unwrap()).sum();
+    let flows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":\"flow\""))
+        .collect();
+    assert_eq!(flows.len(), N as usize, "one record per flow");
+    // A scan from one host raises a handful of alerts, not one per flow.
+    assert!(text.lines().count() - flows.len() < 10, "alerts stay few");
+    let packets: u64 = flows.iter().map(|l| json_u64(l, "packets").unwrap()).sum();
     assert_eq!(packets, u64::from(N), "every SYN counted once");
     let _ = std::fs::remove_dir_all(&dir);
 }

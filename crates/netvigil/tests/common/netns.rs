@@ -273,6 +273,8 @@ pub fn start_netvigil_mode(
         "--events",
         "-",
         "--no-web",
+        // No PTR queries: nothing may leave the test's namespaces.
+        "--no-rdns",
         "--poll-ms",
         "100",
         "--duration",
