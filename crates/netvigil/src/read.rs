@@ -27,10 +27,9 @@ pub fn run(args: &ReadArgs) -> Result<ExitCode> {
     let mut out = Output::new(args.format, w);
     if judge {
         // Offline: no reverse DNS (reading a capture sends nothing to the network).
-        out.judging = Some(JudgeThread::spawn(Judging::new(
-            engine::judge::Config::default(),
-            None,
-        )));
+        let mut j = Judging::new(engine::judge::Config::default(), None);
+        j.alerting = args.alerts;
+        out.judging = Some(JudgeThread::spawn(j));
     }
     let progress = !args.no_progress && io::stderr().is_terminal();
     let mut summary = Summary::new(args.top);
