@@ -7,7 +7,7 @@
 
 use engine::Record;
 use engine::enrich::{Enrichers, GeoLookup, ReverseDns};
-use engine::judge::{Alert, Config, Judge, Subject};
+use engine::judge::{Alert, Assessment, Config, Judge, Subject};
 
 /// Judge plus enrichment sources.
 pub struct Judging {
@@ -51,6 +51,19 @@ impl Judging {
     /// an offline read, the wall clock live.
     pub fn judge_into(&mut self, r: &Record, now: Option<i64>, line: &mut String) {
         r.write_json(line);
+        let Some(a) = self.assess(r, now) else {
+            return;
+        };
+        if line.ends_with('}') {
+            line.pop();
+            line.push(',');
+            a.write_json_fields(line);
+            line.push('}');
+        }
+    }
+
+    /// Judges a flow or connection record (`None` for the other records).
+    pub fn assess(&mut self, r: &Record, now: Option<i64>) -> Option<Assessment> {
         let places = self.places.as_ref().map(|p| p as &dyn GeoLookup);
         let rdns = self.rdns.as_ref().map(|r| r as &dyn ReverseDns);
         let e = Enrichers {
@@ -76,14 +89,9 @@ impl Judging {
                 self.last_ts = self.last_ts.max(c.ts);
                 self.judge.connection(c, &e, t, &mut self.alerts)
             }
-            _ => return,
+            _ => return None,
         };
-        if line.ends_with('}') {
-            line.pop();
-            line.push(',');
-            a.write_json_fields(line);
-            line.push('}');
-        }
+        Some(a)
     }
 
     /// Closes finished minutes of the baselines (volume alerts).

@@ -33,6 +33,11 @@ pub fn run(args: &ReadArgs) -> Result<ExitCode> {
     }
     let progress = !args.no_progress && io::stderr().is_terminal();
     let mut summary = Summary::new(args.top);
+    if args.format == Format::Table && !args.no_judge {
+        let mut j = Judging::new(engine::judge::Config::default(), None);
+        j.alerting = false;
+        summary = summary.with_judging(j);
+    }
     let mut failed = 0usize;
     out.header()?;
     for path in &args.files {

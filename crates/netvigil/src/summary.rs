@@ -97,7 +97,16 @@ pub struct Summary {
     domains: HashMap<String, Totals>,
     /// Message records by type (dns, tls, http ...).
     messages: BTreeMap<&'static str, u64>,
+    /// Scores and sentences (off with `--no-judge`).
+    judging: Option<crate::judging::Judging>,
+    /// Flows per level (clean, low, medium, high).
+    levels: [u64; 4],
+    /// The highest-scoring flows: (score, order, sentence, flags).
+    worst: BinaryHeap<Reverse<Flagged>>,
 }
+
+/// A flow with a score above zero: (score, order, sentence, the flags' reasons).
+type Flagged = (u32, u64, String, Vec<String>);
 
 /// A flow record ordered by nothing but its place in the heap's tuple.
 struct FlowKeyed(FlowRecord);
@@ -131,7 +140,16 @@ impl Summary {
             apps: BTreeMap::new(),
             domains: HashMap::new(),
             messages: BTreeMap::new(),
+            judging: None,
+            levels: [0; 4],
+            worst: BinaryHeap::new(),
         }
+    }
+
+    /// Judges every flow: a count per level and the highest scores with their reasons.
+    pub fn with_judging(mut self, j: crate::judging::Judging) -> Self {
+        self.judging = Some(j);
+        self
     }
 
     pub fn add_file(&mut self, f: FileSummary) {
@@ -185,6 +203,22 @@ impl Summary {
             h.flows += 1;
             h.sent += sent;
             h.received += received;
+        }
+        if let Some(a) = self.judging.as_mut().and_then(|j| j.assess(r, None)) {
+            self.levels[a.level() as usize] += 1;
+            if a.score > 0 {
+                let flags = a
+                    .flags
+                    .iter()
+                    .filter(|f| f.points > 0)
+                    .map(|f| format!("+{} {}", f.points, f.why))
+                    .collect();
+                self.worst
+                    .push(Reverse((a.score, u64::MAX - self.seq, a.explanation, flags)));
+                if self.worst.len() > self.top {
+                    self.worst.pop();
+                }
+            }
         }
         // Keep the `top` largest flows; ties go to the earlier one.
         self.seq += 1;
@@ -323,6 +357,26 @@ impl Summary {
                         ""
                     }
                 )?;
+            }
+        }
+        if self.judging.is_some() && self.levels.iter().sum::<u64>() > 0 {
+            let [clean, low, medium, high] = self.levels;
+            writeln!(
+                w,
+                "\nJudgement: {} flows clean, {} low, {} medium, {} high (scores and flags: docs/records.md)",
+                count(clean),
+                count(low),
+                count(medium),
+                count(high)
+            )?;
+            let mut worst: Vec<_> = std::mem::take(&mut self.worst).into_vec();
+            worst.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(b.0.1.cmp(&a.0.1)));
+            for Reverse((score, _, sentence, flags)) in worst {
+                let level = engine::judge::Level::from_score(score).as_str();
+                writeln!(w, "  {score:>2} {level:<6} {sentence}")?;
+                for f in flags {
+                    writeln!(w, "            {f}")?;
+                }
             }
         }
         let mut anomalies: BTreeMap<&str, u64> = BTreeMap::new();
