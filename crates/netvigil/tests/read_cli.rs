@@ -296,7 +296,7 @@ fn golden_records_of_a_synthetic_capture() {
     let dir = temp_dir("golden");
     let cap = dir.join("synthetic.pcapng");
     synthetic_capture(&cap);
-    let out = run(&["read", "--format", "jsonl", cap.to_str().unwrap()]);
+    let out = run(&["read", "--format", "jsonl", "--alerts", cap.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let got = stdout(&out);
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/synthetic.jsonl");
