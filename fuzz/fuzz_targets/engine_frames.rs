@@ -46,6 +46,7 @@ fn config() -> EngineConfig {
             max_datagram_len: 16384,
         },
         report_new_flows: true,
+        sample_bytes: 64,
     }
     }
 

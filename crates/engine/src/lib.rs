@@ -96,6 +96,29 @@ pub struct EngineConfig {
     /// Keep a list of flows as they start ([`Engine::take_new_flows`]), so that a live
     /// pipeline can look up their owner while the socket still exists.
     pub report_new_flows: bool,
+    /// Keep the first this many payload bytes of each direction of every flow, for the user
+    /// who opted in to payload samples ([`Engine::take_samples`]); 0 (the default) keeps none.
+    pub sample_bytes: usize,
+}
+
+/// The first payload bytes of each direction of one flow, in arrival order (a retransmitted
+/// TCP segment appears twice; nothing is reassembled).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FlowSamples {
+    /// Client to server, then server to client.
+    pub bytes: [Vec<u8>; 2],
+    /// Time of each direction's first payload (ns).
+    pub first_ts: [Option<i64>; 2],
+}
+
+impl std::fmt::Debug for FlowSamples {
+    // Never print payload bytes: they may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowSamples")
+            .field("to_server_len", &self.bytes[0].len())
+            .field("to_client_len", &self.bytes[1].len())
+            .finish()
+    }
 }
 
 /// A flow that just started.
@@ -168,6 +191,9 @@ pub struct Engine {
     buf: Vec<Record>,
     report_new_flows: bool,
     new_flows: Vec<NewFlow>,
+    sample_bytes: usize,
+    /// Samples of live flows by flow id, taken when the flow's record is handled.
+    samples: HashMap<u64, FlowSamples>,
 }
 
 impl Engine {
@@ -181,7 +207,21 @@ impl Engine {
             buf: Vec::new(),
             report_new_flows: cfg.report_new_flows,
             new_flows: Vec::new(),
+            sample_bytes: cfg.sample_bytes,
+            samples: HashMap::new(),
         }
+    }
+
+    /// The payload samples of flow `id` (see [`EngineConfig::sample_bytes`]), removed from the
+    /// engine: call it for each flow record when samples are on, or they stay in memory until
+    /// [`Engine::clear_samples`].
+    pub fn take_samples(&mut self, id: u64) -> Option<FlowSamples> {
+        self.samples.remove(&id)
+    }
+
+    /// Forgets every sample not taken yet.
+    pub fn clear_samples(&mut self) {
+        self.samples.clear();
     }
 
     /// Accounts one frame; records of flows that ended go to `out`.
@@ -321,6 +361,15 @@ impl Engine {
                     client: flow.client(),
                     server: flow.server(),
                 });
+            }
+        }
+        if self.sample_bytes > 0 && !payload.is_empty() {
+            let dir = usize::from(!touched.from_client);
+            let s = self.samples.entry(flow.id()).or_default();
+            let room = self.sample_bytes.saturating_sub(s.bytes[dir].len());
+            if room > 0 {
+                s.first_ts[dir].get_or_insert(ts);
+                s.bytes[dir].extend_from_slice(&payload[..payload.len().min(room)]);
             }
         }
         if !payload.is_empty() && !flow.inspected {

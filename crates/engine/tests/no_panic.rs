@@ -45,6 +45,7 @@ fn small_config() -> EngineConfig {
             max_datagram_len: 16384,
         },
         report_new_flows: true,
+        sample_bytes: 64,
     }
 }
 
