@@ -82,6 +82,29 @@ pub struct Sample {
     pub bytes: Vec<u8>,
 }
 
+impl Sample {
+    /// The samples of one flow from what the engine kept for it (`Engine::take_samples`): one
+    /// per direction that carried payload.
+    pub fn from_engine(flow: &engine::FlowRecord, s: engine::FlowSamples) -> Vec<Sample> {
+        let engine::FlowSamples { bytes, first_ts } = s;
+        let [to_server, to_client] = bytes;
+        [
+            (SampleDir::ToServer, to_server, first_ts[0]),
+            (SampleDir::ToClient, to_client, first_ts[1]),
+        ]
+        .into_iter()
+        .filter(|(_, b, _)| !b.is_empty())
+        .map(|(dir, bytes, ts)| Sample {
+            flow_id: flow.id,
+            flow_start: flow.start,
+            dir,
+            ts: ts.unwrap_or(flow.start),
+            bytes,
+        })
+        .collect()
+    }
+}
+
 impl fmt::Debug for Sample {
     // Never print payload bytes (they may be secrets).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
