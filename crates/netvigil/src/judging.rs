@@ -49,17 +49,16 @@ impl Judging {
     /// Judges `r` (flows and connections; other records pass through) and writes its JSON line
     /// into `line` (no newline), with the judgement fields added. `now` is the record's time for
     /// an offline read, the wall clock live.
-    pub fn judge_into(&mut self, r: &Record, now: Option<i64>, line: &mut String) {
+    pub fn judge_into(&mut self, r: &Record, now: Option<i64>, line: &mut String) -> Option<Assessment> {
         r.write_json(line);
-        let Some(a) = self.assess(r, now) else {
-            return;
-        };
+        let a = self.assess(r, now)?;
         if line.ends_with('}') {
             line.pop();
             line.push(',');
             a.write_json_fields(line);
             line.push('}');
         }
+        Some(a)
     }
 
     /// Judges a flow or connection record (`None` for the other records).

@@ -23,6 +23,7 @@ use engine::sockets::{ProcessInfo, SockProto, SocketEntry, SocketSnapshot};
 use engine::{Engine, EngineConfig, Frame, Record};
 
 use crate::judging::Judging;
+use crate::sinks::{LiveStore, Sinks, start_web};
 use os::linux::afpacket::{AfPacket, CaptureOpenError, Interfaces, RingConfig, SynWatcher};
 use os::linux::caps::{self, Cap};
 use os::linux::process::ProcessScanner;
@@ -43,6 +44,13 @@ pub struct RunOptions {
     pub data_dir: Option<PathBuf>,
     /// Look up PTR names of remote addresses (the "no reverse DNS" flag needs it).
     pub rdns: bool,
+    /// `--config` (default: the usual place; a missing default file means defaults).
+    pub config: Option<PathBuf>,
+    pub no_web: bool,
+    /// Do not keep history in the database.
+    pub no_store: bool,
+    /// Dashboard address (overrides the config's `web.listen`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 pub fn now_nanos() -> i64 {
@@ -434,11 +442,33 @@ impl Attribution {
     }
 }
 
-pub fn run(opts: &RunOptions) -> Result<ExitCode> {
-    if let Some(dir) = &opts.data_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    }
+pub fn run(flags: &RunOptions) -> Result<ExitCode> {
+    // The config file, then the command line on top of it.
+    let (mut conf, _) = match crate::config::Config::load(flags.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netvigil: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    conf.apply_overrides(&crate::config::Overrides {
+        interfaces: flags.interfaces.clone(),
+        filter: flags.filter.clone(),
+        no_capture: flags.no_capture,
+        poll_ms: flags.poll_ms,
+        data_dir: flags.data_dir.clone(),
+        no_web: flags.no_web,
+        listen: flags.listen,
+        ..Default::default()
+    });
+    let opts = &RunOptions {
+        interfaces: conf.capture.interfaces.clone(),
+        filter: conf.capture.filter.clone(),
+        no_capture: !conf.capture.enabled,
+        poll_ms: conf.capture.poll_ms,
+        data_dir: conf.store.data_dir.clone(),
+        ..flags.clone()
+    };
     let stop = os::linux::signals::stop_flag().context("installing signal handlers")?;
     let deadline = opts.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     // Open the capture first, then drop the privileges it needed.
@@ -546,6 +576,11 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
             ..FlowConfig::default()
         },
         report_new_flows: true,
+        sample_bytes: if flags.no_store {
+            0
+        } else {
+            conf.store.payload_sample_bytes as usize
+        },
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);
@@ -560,7 +595,33 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
     } else {
         None
     };
-    let mut judging = Judging::new(engine::judge::Config::default(), resolver);
+    let mut judging = Judging::new(conf.judge.clone(), resolver);
+    let mut sinks = Sinks {
+        every_connection: conf.alerts.every_connection,
+        ..Sinks::default()
+    };
+    if conf.store.enabled && !flags.no_store {
+        let dir = opts
+            .data_dir
+            .clone()
+            .context("no data directory: HOME is not set; pass --data-dir DIR or --no-store")?;
+        sinks.store = Some(LiveStore::open(
+            &dir,
+            conf.store.retention(),
+            conf.store.payload_sample_bytes > 0,
+            &mut judging.judge.alerter,
+        )?);
+    }
+    if conf.web.enabled {
+        let db = sinks.store.as_ref().map(|s| s.path.clone());
+        let (view, server) = start_web(conf.web.listen, db, &judging.judge.config)?;
+        sinks.view = Some(view);
+        sinks.server = Some(server);
+    }
+    match crate::notify::Dispatcher::from_config(&conf) {
+        Ok((d, _off)) => sinks.notify = Some(d),
+        Err(e) => eprintln!("netvigil: warning: alerts are not delivered: {e}"),
+    }
     let mut tracker = ConnTracker::new();
     let mut source = SocketSource::new();
     let mut attribution = Attribution::default();
@@ -588,6 +649,7 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
                 Ok(snap) => {
                     tracker.update(&snap, &mut conns);
                     judging.judge.snapshot(&snap);
+                    sinks.snapshot(&snap);
                 }
                 Err(e) => eprintln!("netvigil: warning: {e:#}"),
             }
@@ -727,7 +789,15 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
         }
-        write_records(&mut out, &mut records, &mut attribution, &mut judging, &mut line)?;
+        write_records(
+            &mut out,
+            &mut records,
+            &mut attribution,
+            &mut judging,
+            &mut sinks,
+            &mut engine,
+            &mut line,
+        )?;
     }
     // What the threads handed over before stopping still counts; then close the channel so a
     // thread blocked on a full channel wakes up and ends.
@@ -750,8 +820,17 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode> {
         let _ = t.join();
     }
     engine.finish(&mut records);
-    write_records(&mut out, &mut records, &mut attribution, &mut judging, &mut line)?;
+    write_records(
+        &mut out,
+        &mut records,
+        &mut attribution,
+        &mut judging,
+        &mut sinks,
+        &mut engine,
+        &mut line,
+    )?;
     out.flush().context("writing events")?;
+    sinks.close(&judging.judge.alerter);
     let s = engine.stats();
     let c = engine.flow_counters();
     eprintln!(
@@ -771,6 +850,8 @@ fn write_records(
     records: &mut Vec<Record>,
     attr: &mut Attribution,
     judging: &mut Judging,
+    sinks: &mut Sinks,
+    engine: &mut Engine,
     line: &mut String,
 ) -> Result<()> {
     let write = |out: &mut dyn Write, line: &str| -> Result<()> {
@@ -791,16 +872,20 @@ fn write_records(
             }
         }
         line.clear();
-        judging.judge_into(&r, Some(now_nanos()), line);
+        let now = now_nanos();
+        let a = judging.judge_into(&r, Some(now), line);
         line.push('\n');
         write(out, line)?;
+        sinks.record(&r, a.as_ref(), engine, now);
     }
     for a in judging.alerts.drain(..) {
         line.clear();
         a.write_json(line);
         line.push('\n');
         write(out, line)?;
+        sinks.alert(&a);
     }
+    sinks.flush();
     out.flush().context("writing events")?;
     Ok(())
 }

@@ -4,13 +4,18 @@
 //! records to their outputs. For now: `netvigil read` (captures in, flow records out).
 #![forbid(unsafe_code)]
 
+mod config;
 mod connections;
 mod doctor;
+mod history;
 mod judging;
 mod live;
+mod notify;
 mod read;
+mod sinks;
 mod summary;
 mod units;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +28,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Configuration file (default: $XDG_CONFIG_HOME/netvigil/config.toml, or
+    /// ~/.config/netvigil/config.toml; a missing default file means every default applies).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +45,17 @@ enum Command {
     Connections(ConnectionsArgs),
     /// What this machine allows netvigil to see, and the exact commands to grant what is missing.
     Doctor,
+    /// Flows remembered in the database (newest last), filtered by app, host and time.
+    History(history::HistoryArgs),
+    /// Alerts remembered in the database.
+    Alerts(history::AlertsArgs),
+    /// Write what the database holds as JSON lines, CSV, or pcapng (payload samples).
+    Export(history::ExportArgs),
+    /// Forget for good: delete matching records, samples, alerts and rollups, and shrink the file.
+    Purge(history::PurgeArgs),
+    /// The configuration: check the file, print the effective settings (--print), or send a
+    /// test alert through every channel (--test-alert).
+    Config(config::cli::ConfigArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,9 +63,15 @@ pub struct RunArgs {
     /// Write every record as a JSON line to this file ("-" for standard output).
     #[arg(long, value_name = "FILE|-")]
     pub events: Option<String>,
-    /// No web dashboard (the dashboard is not built yet; this is accepted for scripts).
+    /// No web dashboard.
     #[arg(long)]
     pub no_web: bool,
+    /// Dashboard address (default 127.0.0.1:8077, or `web.listen` in the config).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Keep no history (nothing is written to the database).
+    #[arg(long)]
+    pub no_store: bool,
     /// Where netvigil keeps its data (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -119,6 +145,18 @@ pub struct ReadArgs {
     /// spikes ...), as the live monitor does (jsonl output).
     #[arg(long, conflicts_with = "no_judge")]
     pub alerts: bool,
+    /// Also keep the records in the history database (see `netvigil history`).
+    #[arg(long)]
+    pub store: bool,
+    /// Where netvigil keeps its data, with --store (default: $XDG_DATA_HOME/netvigil or
+    /// ~/.local/share/netvigil).
+    #[arg(long, value_name = "DIR", requires = "store")]
+    pub data_dir: Option<PathBuf>,
+    /// With --store: also keep the first N payload bytes of each direction of every flow,
+    /// encrypted (samples.key in the data directory); `netvigil export --format pcapng` gives
+    /// them back. Default 0: no payload is kept.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "store")]
+    pub sample_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -142,9 +180,18 @@ fn main() -> ExitCode {
             max_flows: a.max_flows,
             data_dir: a.data_dir,
             rdns: !a.no_rdns,
+            config: cli.config.clone(),
+            no_web: a.no_web,
+            no_store: a.no_store,
+            listen: a.listen,
         }),
         Command::Connections(a) => connections::run(&a),
         Command::Doctor => doctor::run(),
+        Command::History(a) => history::history(&a),
+        Command::Alerts(a) => history::alerts(&a),
+        Command::Export(a) => history::export(&a),
+        Command::Purge(a) => history::purge(&a),
+        Command::Config(a) => config::cli::run(&a, cli.config.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,9 @@ pub fn run(args: &ReadArgs) -> Result<ExitCode> {
         j.alerting = args.alerts;
         out.judging = Some(JudgeThread::spawn(j));
     }
+    if args.store {
+        out.store = Some(crate::history::StoreSink::open(args.data_dir.as_deref())?);
+    }
     let progress = !args.no_progress && io::stderr().is_terminal();
     let mut summary = Summary::new(args.top);
     if args.format == Format::Table && !args.no_judge {
@@ -67,6 +70,9 @@ pub fn run(args: &ReadArgs) -> Result<ExitCode> {
         }
         return Err(e).context("writing to standard output");
     }
+    if let Some(st) = out.store.take() {
+        st.finish()?;
+    }
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
@@ -93,6 +99,7 @@ fn read_one(
             max_flows: usize::try_from(args.max_flows).unwrap_or(usize::MAX),
             ..FlowConfig::default()
         },
+        sample_bytes: if args.store { args.sample_bytes } else { 0 },
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);
@@ -114,6 +121,9 @@ fn read_one(
             };
             file.frame(&frame);
             engine.ingest(&frame, &mut records);
+            if let Some(st) = &mut out.store {
+                st.take_samples(&mut engine, &records);
+            }
             if !records.is_empty()
                 && let Err(e) = out.records(&mut records, summary)
             {
@@ -128,6 +138,9 @@ fn read_one(
     }
     let read = result?;
     engine.finish(&mut records);
+    if let Some(st) = &mut out.store {
+        st.take_samples(&mut engine, &records);
+    }
     out.records(&mut records, summary).context("writing records")?;
     if let Some(n) = read.truncated_tail {
         eprintln!(
@@ -195,6 +208,8 @@ struct Output<W: Write> {
     judging: Option<JudgeThread>,
     /// Records waiting to go to the judging thread.
     pending: Vec<Record>,
+    /// `--store`: the history database.
+    store: Option<crate::history::StoreSink>,
 }
 
 /// Judging and writing jsonl on a second thread, so the packet path (capture reading, the
@@ -273,6 +288,7 @@ impl<W: Write> Output<W> {
             line: String::with_capacity(512),
             judging: None,
             pending: Vec::new(),
+            store: None,
         }
     }
 
@@ -302,6 +318,9 @@ impl<W: Write> Output<W> {
     }
 
     fn records(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> io::Result<()> {
+        if let Some(st) = &mut self.store {
+            st.add(records).map_err(io::Error::other)?;
+        }
         for r in records.drain(..) {
             match self.format {
                 Format::Table => summary.record(&r),

@@ -574,6 +574,7 @@ fn with_every_capability_dropped_the_socket_table_still_names_the_owner() {
                 "-",
                 "--no-web",
                 "--no-rdns",
+                "--no-store",
                 "--poll-ms",
                 "100",
                 "--duration",

@@ -76,7 +76,8 @@ fn curl_to_a_web_server_outbound_and_inbound_with_owners_and_bytes() {
         .spawn()
         .expect("tcpdump"),
     );
-    let (nv_b, out_b) = start_netvigil(&n, &n.b, 4.0, &[]);
+    let data_b = temp_dir("curl-history");
+    let (nv_b, out_b) = start_netvigil(&n, &n.b, 4.0, &["--data-dir", data_b.to_str().unwrap()]);
     let (nv_a, out_a) = start_netvigil(&n, &n.a, 4.0, &[]);
     sleep(Duration::from_millis(700));
     let curl = n
@@ -138,6 +139,37 @@ fn curl_to_a_web_server_outbound_and_inbound_with_owners_and_bytes() {
         (got_pk, got_by),
         (pk, by),
         "netvigil vs tcpdump packets/bytes for the flow: {flow}"
+    );
+
+    // The history database has the same flow with its owner, and curl's first-time alerts.
+    let bin = env!("CARGO_BIN_EXE_netvigil");
+    let hist = std::process::Command::new(bin)
+        .args([
+            "history",
+            "--json",
+            "--data-dir",
+            data_b.to_str().unwrap(),
+            "--app",
+            "curl",
+        ])
+        .output()
+        .expect("netvigil history");
+    let hist = String::from_utf8_lossy(&hist.stdout);
+    assert!(
+        hist.lines()
+            .any(|l| l.contains("\"port\":8080}") && l.contains(&format!("\"pid\":{curl_pid},"))),
+        "history has curl's flow:\n{hist}"
+    );
+    let alerts = std::process::Command::new(bin)
+        .args(["alerts", "--json", "--data-dir", data_b.to_str().unwrap()])
+        .output()
+        .expect("netvigil alerts");
+    let alerts = String::from_utf8_lossy(&alerts.stdout);
+    assert!(
+        alerts
+            .lines()
+            .any(|l| l.contains("\"rule\":\"new_app\"") && l.contains("\"app\":\"curl\"")),
+        "a new_app alert for curl is stored:\n{alerts}"
     );
 
     // Server side: an inbound connection owned by the python web server.

@@ -267,6 +267,9 @@ pub fn start_netvigil_mode(
 ) -> (Guard, std::thread::JoinHandle<String>, String) {
     let bin = env!("CARGO_BIN_EXE_netvigil");
     let secs = seconds.to_string();
+    // History goes to a folder of this test (never the user's data directory).
+    let data = temp_dir(&format!("data-{ns}"));
+    let data = data.to_str().expect("utf-8 temp path").to_string();
     let mut args = vec![
         bin,
         "run",
@@ -280,6 +283,9 @@ pub fn start_netvigil_mode(
         "--duration",
         &secs,
     ];
+    if !extra.contains(&"--data-dir") {
+        args.extend_from_slice(&["--data-dir", &data]);
+    }
     args.extend_from_slice(extra);
     let mut child = n
         .exec(ns, &args)
