@@ -271,11 +271,16 @@ fn dashboard_in_headless_chromium() {
         "return document.querySelectorAll('#weights input').length > 5",
         "the settings form",
     );
-    d.js("const f = document.getElementById('settings-form'); f.refresh_interval_s.value = '10'; f.requestSubmit();");
+    // (The form shows "saved in PATH" on load too: clear it so the wait is for this POST.)
+    d.js("document.getElementById('settings-status').textContent = ''; const f = document.getElementById('settings-form'); f.refresh_interval_s.value = '10'; f.requestSubmit();");
     d.wait(
         "return document.getElementById('settings-status').textContent.startsWith('saved in')",
         "saving",
     );
+    let t = std::time::Instant::now();
+    while !settings.exists() && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(saved["refresh_interval_s"], 10);
     // ... and a POST from another origin (http://localhost:PORT is not http://127.0.0.1:PORT) is refused.
