@@ -151,6 +151,16 @@ fn main() {
         for b in &batches {
             written += store.write_batch(b).unwrap_or_else(|e| panic!("{e}")).flows;
         }
+        // The retention job's rollup compaction, as a fleet server runs it, counted in the
+        // time: every bucket has closed by then.
+        let none = store::Retention {
+            raw_max_age: None,
+            minute_rollup_max_age: None,
+            hour_rollup_max_age: None,
+            max_bytes: None,
+        };
+        let end = T0 + total as i64 * 2_000_000 + 3_600_000_000_000;
+        store.retain(end, &none).unwrap_or_else(|e| panic!("{e}"));
         let secs = t.elapsed().as_secs_f64();
         let cpu_client = cpu_of("self") - cpu_client0;
         let cpu_server = cpu_of_children(&postmaster) - cpu_server0;
@@ -183,6 +193,105 @@ fn main() {
                 ..Query::default()
             };
             assert_eq!(store.flows(&q).unwrap().len(), 3);
+            // The dashboard's questions on this data, timed, and the plans of their filters
+            // (after ANALYZE and the BRIN summaries, which autovacuum makes on a running server:
+            // `autosummarize` asks it to as each block range fills).
+            store
+                .client()
+                .batch_execute("ANALYZE")
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .client()
+                .query(
+                    "SELECT brin_summarize_new_values(c.oid) FROM pg_class c \
+                     JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'brin' AND c.relkind = 'i'",
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mid = T0 + total as i64 * 1_000_000;
+            let cases: [(&str, Query); 7] = [
+                (
+                    "newest 100",
+                    Query {
+                        limit: Some(100),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "device 7, newest 100",
+                    Query {
+                        device: Some(DeviceId(7)),
+                        limit: Some(100),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "app firefox, newest 100",
+                    Query {
+                        app: Some("firefox".into()),
+                        limit: Some(100),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "host site1234 domain",
+                    Query {
+                        host: Some("site1234.example.com".into()),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "host 2001:db8:17::1776 (IP)",
+                    Query {
+                        host: Some("2001:db8:17::1776".into()),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "one minute (since/until)",
+                    Query {
+                        since: Some(mid),
+                        until: Some(mid + 60_000_000_000),
+                        ..Query::default()
+                    },
+                ),
+                (
+                    "app + host + 10 minutes",
+                    Query {
+                        app: Some("chrome".into()),
+                        host: Some("example.com".into()),
+                        since: Some(mid),
+                        until: Some(mid + 600_000_000_000),
+                        ..Query::default()
+                    },
+                ),
+            ];
+            for (name, q) in &cases {
+                let t = Instant::now();
+                let n = store.flows(q).unwrap_or_else(|e| panic!("{e}")).len();
+                println!(
+                    "  query {name}: {n} flows in {:.1} ms",
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+            }
+            if std::env::var("NV_BENCH_EXPLAIN").is_ok() {
+                let c = store.client();
+                for sql in [
+                    "SELECT * FROM netvigil.flows WHERE device = 7 AND ts >= now() - interval '100 years' ORDER BY ts DESC LIMIT 100",
+                    "SELECT * FROM netvigil.flows WHERE app = ANY(ARRAY[5,6]) OR exe = ANY(ARRAY[5,6])",
+                    "SELECT * FROM netvigil.flows WHERE domain = ANY(ARRAY[100,200])",
+                    "SELECT * FROM netvigil.flows WHERE client_ip = '2001:db8:17::1776' OR server_ip = '2001:db8:17::1776'",
+                    "SELECT * FROM netvigil.flows WHERE ts >= '2025-11-22 03:10:00+00' AND ts < '2025-11-22 03:11:00+00'",
+                ] {
+                    println!("  EXPLAIN {sql}");
+                    for r in c
+                        .query(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"), &[])
+                        .unwrap()
+                    {
+                        println!("    {}", r.get::<_, String>(0));
+                    }
+                }
+            }
         }
         rates.push(rate);
     }

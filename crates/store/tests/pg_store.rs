@@ -1001,3 +1001,171 @@ fn server_restart_keeps_data_and_migrations_run_once() {
     assert_eq!(by_day.values().sum::<i64>(), 110);
     drop(db);
 }
+
+/// Rollup answers by (device, bucket, app, remote): (flows, bytes to the server).
+type Totals = BTreeMap<(u32, i64, Option<String>, String), (u64, u64)>;
+
+/// Rollups are appended as partial sums per batch: readers sum them per key, and retention
+/// compacts them into one row per key without changing any answer.
+#[test]
+fn rollup_partial_sums_are_summed_and_compacted() {
+    let Some(db) = db("t_rollup_parts") else { return };
+    let mut s = open(&db);
+    // The same 300 flows written in three batches of one device within one minute, then the
+    // same again for another device.
+    let recs = testdata::flows(0, 300, T0, 100_000_000);
+    for dev in [1, 2] {
+        for part in recs.chunks(100) {
+            s.write_batch(&batch(dev, part.to_vec())).unwrap();
+        }
+    }
+    // Expected totals per (device, bucket, app, remote) computed here from the records.
+    let mut want: Totals = BTreeMap::new();
+    for dev in [1u32, 2] {
+        for r in &recs {
+            let Record::Flow(f) = r else { continue };
+            let remote = f.app.domain.clone().unwrap_or_else(|| f.server.ip.to_string());
+            let key = (
+                dev,
+                f.start / MIN * MIN,
+                f.process.as_ref().map(|p| p.name.clone()),
+                remote,
+            );
+            let e = want.entry(key).or_default();
+            e.0 += 1;
+            e.1 += f.to_server.bytes;
+        }
+    }
+    let got = |s: &mut PgStore| -> Totals {
+        s.rollups(RollupGrain::Minute, &Query::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.device.0, r.bucket, r.app, r.remote),
+                    (r.flows, r.bytes_to_server),
+                )
+            })
+            .collect()
+    };
+    let rows_now = |db: &TestDb<'_>| -> i64 {
+        db.client()
+            .query_one("SELECT count(*) FROM netvigil.rollups_minute", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = rows_now(&db);
+    assert_eq!(got(&mut s), want);
+    assert_eq!(
+        s.rollups(RollupGrain::Minute, &Query::default()).unwrap().len(),
+        want.len(),
+        "one answer row per key"
+    );
+    assert!(
+        before > want.len() as i64,
+        "three batches leave partial rows: {before}"
+    );
+    // Limits apply to keys, newest bucket and most flows first.
+    let top = s
+        .rollups(
+            RollupGrain::Minute,
+            &Query {
+                limit: Some(3),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(
+        top.windows(2)
+            .all(|w| (w[0].bucket, w[0].flows) >= (w[1].bucket, w[1].flows))
+    );
+    // Compaction (part of retention) merges the partial rows; answers are unchanged.
+    let none = Retention {
+        raw_max_age: None,
+        minute_rollup_max_age: None,
+        hour_rollup_max_age: None,
+        max_bytes: None,
+    };
+    s.retain(T0 + 10 * MIN, &none).unwrap();
+    assert_eq!(rows_now(&db), want.len() as i64);
+    assert_eq!(got(&mut s), want);
+    // Late partial rows of a compacted minute (within the hour the next pass looks back) are
+    // summed again, and compacted by the next pass.
+    s.write_batch(&batch(1, recs[..50].to_vec())).unwrap();
+    for r in &recs[..50] {
+        let Record::Flow(f) = r else { continue };
+        let remote = f.app.domain.clone().unwrap_or_else(|| f.server.ip.to_string());
+        let e = want
+            .get_mut(&(
+                1,
+                f.start / MIN * MIN,
+                f.process.as_ref().map(|p| p.name.clone()),
+                remote,
+            ))
+            .unwrap();
+        e.0 += 1;
+        e.1 += f.to_server.bytes;
+    }
+    assert_eq!(got(&mut s), want);
+    s.retain(T0 + 20 * MIN, &none).unwrap();
+    assert_eq!(rows_now(&db), want.len() as i64);
+    assert_eq!(got(&mut s), want);
+}
+
+/// Newest-first queries with a limit look at widening time windows (the time index is BRIN):
+/// the answer is the same as sorting everything, across days and with every filter.
+#[test]
+fn newest_first_windows_match_a_full_sort() {
+    let Some(db) = db("t_windows") else { return };
+    let mut s = open(&db);
+    // Three days: a busy first day, a sparse second, a few flows on the third.
+    s.write_batch(&batch(1, testdata::flows(0, 2000, T0, 30 * SEC)))
+        .unwrap();
+    s.write_batch(&batch(2, testdata::flows(5000, 20, T0 + DAY, HOUR)))
+        .unwrap();
+    s.write_batch(&batch(1, testdata::flows(9000, 3, T0 + 2 * DAY, 7 * MIN)))
+        .unwrap();
+    let all = s.flows(&Query::default()).unwrap();
+    assert_eq!(all.len(), 2023);
+    for (n, extra) in [(5, 0), (10, 1), (50, 2), (2023, 3), (3000, 4)] {
+        let mut q = Query {
+            limit: Some(n),
+            ..Query::default()
+        };
+        let mut full = Query::default();
+        match extra {
+            1 => {
+                q.device = Some(DeviceId(1));
+                full.device = q.device;
+            }
+            2 => {
+                q.app = Some("firefox".into());
+                full.app = q.app.clone();
+            }
+            3 => {
+                q.until = Some(T0 + DAY + 5 * HOUR);
+                full.until = q.until;
+            }
+            4 => {
+                q.since = Some(T0 + 3 * HOUR);
+                full.since = q.since;
+            }
+            _ => {}
+        }
+        let key = |v: Vec<store::StoredFlow>| -> Vec<(u32, u64, i64)> {
+            v.into_iter().map(|f| (f.device.0, f.flow_id, f.start)).collect()
+        };
+        let want: Vec<_> = key(s.flows(&full).unwrap()).into_iter().take(n).collect();
+        assert!(!want.is_empty());
+        assert_eq!(key(s.flows(&q).unwrap()), want, "limit {n}, case {extra}");
+    }
+    let events_all = s.events(&Query::default()).unwrap();
+    let events_some = s
+        .events(&Query {
+            limit: Some(2),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(events_some.len(), events_all.len().min(2));
+}

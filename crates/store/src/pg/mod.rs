@@ -18,7 +18,7 @@ mod retain;
 mod schema;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub struct PgStore {
     /// (table, day) partitions known to exist.
     partitions: HashSet<(partition::Table, i64)>,
     /// Interned strings known to be in `netvigil.strings`, and the epoch they belong to.
-    strings: HashMap<String, i32>,
+    strings: foldhash::HashMap<String, i32>,
     strings_epoch: i64,
 }
 
@@ -139,7 +139,7 @@ impl PgStore {
             key: opts.sample_key,
             layout,
             partitions: HashSet::new(),
-            strings: HashMap::new(),
+            strings: foldhash::HashMap::default(),
             strings_epoch: 0,
         };
         store.load_partitions()?;

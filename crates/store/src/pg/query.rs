@@ -29,6 +29,10 @@ impl Filter {
         self.params.push(Box::new(v));
         format!("${}", self.params.len())
     }
+    /// Replaces the value of placeholder `$n` (as returned by [`Filter::p`]).
+    pub(crate) fn set(&mut self, n: usize, v: impl ToSql + Sync + 'static) {
+        self.params[n - 1] = Box::new(v);
+    }
     pub(crate) fn cond(&mut self, c: String) {
         self.conds.push(c);
     }
@@ -45,6 +49,21 @@ impl Filter {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect()
+    }
+}
+
+/// Longest id list a condition offers to the GIN index: GIN runs one scan per listed id, and
+/// each scan also reads the index's pending list (up to `gin_pending_list_limit`), so a host
+/// such as `example.com` that names thousands of subdomains is filtered row by row instead
+/// (after the other conditions' indexes, the time range's BRIN, have narrowed the rows).
+const GIN_LIST_MAX: usize = 64;
+
+/// `col = ANY(p)`, kept away from the index when the list is long ([`GIN_LIST_MAX`]).
+fn any_of(col: &str, p: &str, n: usize) -> String {
+    if n > GIN_LIST_MAX {
+        format!("({col} + 0) = ANY({p})")
+    } else {
+        format!("{col} = ANY({p})")
     }
 }
 
@@ -128,8 +147,13 @@ pub(crate) fn flow_filter(
         if ids.is_empty() {
             return Ok(false);
         }
+        let n = ids.len();
         let p = f.p(ids);
-        f.cond(format!("({alias}.app = ANY({p}) OR {alias}.exe = ANY({p}))"));
+        f.cond(format!(
+            "({} OR {})",
+            any_of(&format!("{alias}.app"), &p, n),
+            any_of(&format!("{alias}.exe"), &p, n)
+        ));
     }
     if let Some(h) = &q.host {
         match resolve_host(s, h)? {
@@ -141,8 +165,9 @@ pub(crate) fn flow_filter(
                 if ids.is_empty() {
                     return Ok(false);
                 }
+                let n = ids.len();
                 let p = f.p(ids);
-                f.cond(format!("{alias}.domain = ANY({p})"));
+                f.cond(any_of(&format!("{alias}.domain"), &p, n));
             }
         }
     }
@@ -167,8 +192,9 @@ pub(crate) fn event_filter(
         if ids.is_empty() {
             return Ok(false);
         }
+        let n = ids.len();
         let p = f.p(ids);
-        f.cond(format!("{alias}.app = ANY({p})"));
+        f.cond(any_of(&format!("{alias}.app"), &p, n));
     }
     if let Some(h) = &q.host {
         match resolve_host(s, h)? {
@@ -180,8 +206,9 @@ pub(crate) fn event_filter(
                 if ids.is_empty() {
                     return Ok(false);
                 }
+                let n = ids.len();
                 let p = f.p(ids);
-                f.cond(format!("{alias}.domain = ANY({p})"));
+                f.cond(any_of(&format!("{alias}.domain"), &p, n));
             }
         }
     }
@@ -215,6 +242,66 @@ pub(crate) fn alert_filter(q: &Query, alias: &str, f: &mut Filter) {
     time_conds(f, alias, "ts_ns", q.since, q.until);
 }
 
+/// Lower time bounds (ns) to try, narrowest first, for a newest-first query with a limit: the
+/// time index is BRIN (cheap to keep up, but it cannot return rows in order), so a query for
+/// the newest N rows first looks at the last minute before `until` (or before the end of the
+/// newest day partition), then 16 times wider, until it finds N rows or the window covers
+/// every partition; `None` is the last, unbounded try. Rows outside a window are older than
+/// every row inside it (`ts` and the ns column order alike), so the first window with N rows
+/// holds the true newest N.
+fn windows(s: &PgStore, table: partition::Table, q: &Query) -> Vec<Option<i64>> {
+    const MINUTE_NS: i64 = 60 * 1_000_000_000;
+    let mut out = Vec::new();
+    if q.limit.is_some() && s.layout == partition::Layout::DayPartitions {
+        let days = s.partitions.iter().filter(|(t, _)| *t == table).map(|(_, d)| *d);
+        let (lo_day, hi_day) = days.fold((i64::MAX, i64::MIN), |(a, b), d| (a.min(d), b.max(d)));
+        if lo_day <= hi_day {
+            let oldest = lo_day.saturating_mul(partition::DAY_NS);
+            let newest = hi_day.saturating_add(1).saturating_mul(partition::DAY_NS);
+            let hi = q.until.map_or(newest, |u| u.min(newest));
+            let floor = q.since.map_or(oldest, |x| x.max(oldest));
+            let mut width = MINUTE_NS;
+            while hi.saturating_sub(width) > floor {
+                out.push(Some(hi - width));
+                width = width.saturating_mul(16);
+            }
+        }
+    }
+    out.push(None);
+    out
+}
+
+/// Adds the window's bounds (`ts >= $a AND ns_col >= $b`, open until set) and returns their
+/// placeholders' numbers.
+fn window_cond(f: &mut Filter, alias: &str, ns_col: &str) -> (usize, usize) {
+    let (a, b) = (f.p(partition::ts(i64::MIN / 2)), f.p(i64::MIN));
+    f.cond(format!("{alias}.ts >= {a} AND {alias}.{ns_col} >= {b}"));
+    (f.params.len() - 1, f.params.len())
+}
+
+/// Runs `sql` once per window of [`windows`] until one returns `limit` rows.
+fn run_windows(
+    s: &mut PgStore,
+    table: partition::Table,
+    q: &Query,
+    f: &mut Filter,
+    slots: (usize, usize),
+    sql: &str,
+    doing: &'static str,
+) -> Result<Vec<postgres::Row>, StoreError> {
+    let want = q.limit.unwrap_or(usize::MAX);
+    for lo in windows(s, table, q) {
+        let lo_ns = lo.unwrap_or(i64::MIN);
+        f.set(slots.0, partition::ts(lo_ns.max(i64::MIN / 2)));
+        f.set(slots.1, lo_ns);
+        let rows = s.client.query(sql, &f.params()).map_err(|e| s.db(doing, &e))?;
+        if lo.is_none() || rows.len() >= want {
+            return Ok(rows);
+        }
+    }
+    Ok(Vec::new())
+}
+
 fn limit(q: &Query, f: &mut Filter) -> String {
     match q.limit {
         Some(n) => {
@@ -230,6 +317,7 @@ pub(crate) fn flows(s: &mut PgStore, q: &Query) -> Result<Vec<StoredFlow>, Store
     if !flow_filter(s, q, "f", &mut f)? {
         return Ok(Vec::new());
     }
+    let slots = window_cond(&mut f, "f", "start_ns");
     let lim = limit(q, &mut f);
     let sql = format!(
         "SELECT f.device, f.flow_id, f.start_ns, f.end_ns, f.proto, f.client_ip, f.client_port, \
@@ -245,10 +333,15 @@ pub(crate) fn flows(s: &mut PgStore, q: &Query) -> Result<Vec<StoredFlow>, Store
          ORDER BY f.ts DESC, f.start_ns DESC, f.flow_id DESC{lim}",
         f.where_sql()
     );
-    let rows = s
-        .client
-        .query(&sql, &f.params())
-        .map_err(|e| s.db("reading flows", &e))?;
+    let rows = run_windows(
+        s,
+        partition::Table::Flows,
+        q,
+        &mut f,
+        slots,
+        &sql,
+        "reading flows",
+    )?;
     let u = |x: i64| x.max(0) as u64;
     Ok(rows
         .iter()
@@ -282,15 +375,21 @@ pub(crate) fn events(s: &mut PgStore, q: &Query) -> Result<Vec<String>, StoreErr
     if !event_filter(s, q, "e", &mut f)? {
         return Ok(Vec::new());
     }
+    let slots = window_cond(&mut f, "e", "ts_ns");
     let lim = limit(q, &mut f);
     let sql = format!(
         "SELECT e.json FROM netvigil.events e{} ORDER BY e.ts DESC, e.ts_ns DESC{lim}",
         f.where_sql()
     );
-    let rows = s
-        .client
-        .query(&sql, &f.params())
-        .map_err(|e| s.db("reading events", &e))?;
+    let rows = run_windows(
+        s,
+        partition::Table::Events,
+        q,
+        &mut f,
+        slots,
+        &sql,
+        "reading events",
+    )?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -374,13 +473,19 @@ pub(crate) fn rollups(s: &mut PgStore, grain: RollupGrain, q: &Query) -> Result<
         f.cond(format!("r.bucket < {p}"));
     }
     let lim = limit(q, &mut f);
+    // The table holds partial sums (one row per key per written batch, until retention
+    // compacts them): sum them per key. Every filter is on a key column, so filtering rows
+    // before grouping selects whole keys.
     let sql = format!(
         "SELECT r.device, (extract(epoch FROM r.bucket) * 1000000)::bigint, sa.s, sr.s, r.flows, \
          r.bytes_to_server, r.bytes_to_client, r.packets \
-         FROM netvigil.{} r \
+         FROM (SELECT r.device, r.bucket, r.app, r.remote, sum(r.flows)::bigint AS flows, \
+               sum(r.bytes_to_server)::bigint AS bytes_to_server, \
+               sum(r.bytes_to_client)::bigint AS bytes_to_client, sum(r.packets)::bigint AS packets \
+               FROM netvigil.{} r{} GROUP BY r.device, r.bucket, r.app, r.remote) r \
          LEFT JOIN netvigil.strings sa ON sa.id = r.app \
-         LEFT JOIN netvigil.strings sr ON sr.id = r.remote{} \
-         ORDER BY r.bucket DESC, r.flows DESC, r.remote{lim}",
+         LEFT JOIN netvigil.strings sr ON sr.id = r.remote \
+         ORDER BY r.bucket DESC, r.flows DESC, r.remote, r.device, r.app{lim}",
         rollup_table(grain),
         f.where_sql()
     );

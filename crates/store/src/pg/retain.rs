@@ -15,6 +15,9 @@ pub(crate) fn retain(s: &mut PgStore, now: i64, policy: &Retention) -> Result<Re
     if let Some(age) = policy.raw_max_age {
         drop_raw_before(s, now.saturating_sub(age), &mut r)?;
     }
+    for grain in [RollupGrain::Minute, RollupGrain::Hour] {
+        compact_rollups(s, grain, now)?;
+    }
     if let Some(age) = policy.minute_rollup_max_age {
         r.rollups += delete_rollups(s, RollupGrain::Minute, now.saturating_sub(age))?;
     }
@@ -177,6 +180,69 @@ fn delete_flows(s: &mut PgStore, f: &Filter, r: &mut Removed) -> Result<(), Stor
     r.flows += row.get::<_, i64>(0) as u64;
     r.samples += row.get::<_, i64>(1) as u64;
     Ok(())
+}
+
+/// Merges the partial rollup rows (one per key per written batch) of buckets that closed
+/// before `now` into one row per key, from where the last pass stopped (`meta`
+/// `rollups_compacted_minute` / `_hour`, minus an hour for late flows) up to the bucket that
+/// holds `now`. Only keys with more than one row are rewritten. Returns the rows removed.
+///
+/// Safe with concurrent writers and compactions (READ COMMITTED): the statement deletes and
+/// re-inserts only rows its snapshot sees; a row another compaction deleted first is skipped,
+/// never summed twice; rows committed later stay for the next pass. Readers always sum per
+/// key, so a pass that stops half-way changes no answer.
+pub(crate) fn compact_rollups(s: &mut PgStore, grain: RollupGrain, now: i64) -> Result<u64, StoreError> {
+    const MINUTE_NS: i64 = 60 * 1_000_000_000;
+    const HOUR_NS: i64 = 60 * MINUTE_NS;
+    let (width, key) = match grain {
+        RollupGrain::Minute => (MINUTE_NS, "rollups_compacted_minute"),
+        RollupGrain::Hour => (HOUR_NS, "rollups_compacted_hour"),
+    };
+    let upto = now.div_euclid(width) * width;
+    let from: Option<i64> = s
+        .client
+        .query_opt("SELECT value::bigint FROM netvigil.meta WHERE key = $1", &[&key])
+        .map_err(|e| s.db("reading the rollup compaction mark", &e))?
+        .map(|r| r.get::<_, i64>(0).saturating_sub(HOUR_NS));
+    let table = query::rollup_table(grain);
+    let mut conds = vec!["bucket < $1".to_string()];
+    let upto_ts = partition::ts(upto);
+    let from_ts = from.map(partition::ts);
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&upto_ts];
+    if let Some(f) = &from_ts {
+        conds.push("bucket >= $2".into());
+        params.push(f);
+    }
+    let w = conds.join(" AND ");
+    let sql = format!(
+        "WITH dup AS (SELECT device, bucket, app, remote FROM netvigil.{table} WHERE {w} \
+                      GROUP BY device, bucket, app, remote HAVING count(*) > 1), \
+         del AS (DELETE FROM netvigil.{table} t USING dup \
+                 WHERE t.device = dup.device AND t.bucket = dup.bucket AND t.app = dup.app \
+                   AND t.remote = dup.remote \
+                 RETURNING t.*), \
+         ins AS (INSERT INTO netvigil.{table} (device, bucket, app, remote, flows, bytes_to_server, \
+                     bytes_to_client, packets) \
+                 SELECT device, bucket, app, remote, sum(flows), sum(bytes_to_server), \
+                        sum(bytes_to_client), sum(packets) \
+                 FROM del GROUP BY device, bucket, app, remote RETURNING 1) \
+         SELECT (SELECT count(*) FROM del) - (SELECT count(*) FROM ins)"
+    );
+    let server = s.server.clone();
+    let err = |doing| super::on(&server, doing);
+    let mut tx = s.client.transaction().map_err(err("starting a transaction"))?;
+    let removed: i64 = tx
+        .query_one(&sql, &params)
+        .map_err(err("compacting rollups"))?
+        .get(0);
+    tx.execute(
+        "INSERT INTO netvigil.meta (key, value) VALUES ($1, $2::bigint::text) \
+         ON CONFLICT (key) DO UPDATE SET value = greatest(netvigil.meta.value::bigint, EXCLUDED.value::bigint)::text",
+        &[&key, &upto],
+    )
+    .map_err(err("saving the rollup compaction mark"))?;
+    tx.commit().map_err(err("committing a rollup compaction"))?;
+    Ok(removed.max(0) as u64)
 }
 
 fn delete_rollups(s: &mut PgStore, grain: RollupGrain, cutoff: i64) -> Result<u64, StoreError> {

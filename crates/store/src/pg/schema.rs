@@ -11,7 +11,7 @@ use super::{LOCK_MIGRATE, pg_error};
 use crate::model::StoreError;
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One table split in time: everything but the `PARTITION BY` clause.
 const FLOWS: &str = "CREATE TABLE netvigil.flows (
@@ -51,8 +51,7 @@ const EVENTS: &str = "CREATE TABLE netvigil.events (
     json      text        NOT NULL
 )";
 
-/// Indexes of the time-split tables (created on the parent: every partition gets them); names
-/// are partial indexes (rows without an app or domain cost nothing there).
+/// Indexes of the time-split tables in schema version 1 (replaced by [`V2`]).
 const SPLIT_INDEXES: &str = "
 CREATE INDEX flows_device_ts ON netvigil.flows (device, ts);
 CREATE INDEX flows_app ON netvigil.flows (app) WHERE app IS NOT NULL;
@@ -67,6 +66,40 @@ CREATE INDEX events_client_ip ON netvigil.events (client_ip) WHERE client_ip IS 
 CREATE INDEX events_server_ip ON netvigil.events (server_ip) WHERE server_ip IS NOT NULL;
 COMMENT ON COLUMN netvigil.flows.process IS 'netvigil.strings id of the process object; json is the flow line without it (see docs/postgres.md)';
 COMMENT ON COLUMN netvigil.flows.start_ns IS 'exact start, ns since the epoch; ts is the same instant floored to the microsecond (partition key)';
+";
+
+/// Version 2: the indexes of the time-split tables (created on the parent: every partition
+/// gets them) and rollups kept as partial sums.
+///
+/// Chosen for the write rate (issue 6, docs/postgres.md "Indexes"): a BRIN index on `ts` (rows
+/// arrive in about time order and partitions are per day, so block ranges are tight; it costs
+/// almost nothing to maintain) serves `since`/`until` and the newest-first windows of
+/// `query.rs`; `autosummarize` has autovacuum summarize each block range as soon as it
+/// fills, so only the newest, still-filling range is read whole; one GIN index (`btree_gin`
+/// operator classes) over every column a filter names
+/// (`device`, the interned `app`, `exe`, `domain` ids and both addresses) serves device, app
+/// and host filters as bitmap scans. GIN appends new entries to a pending list and merges them
+/// in sorted bulk, which costs far less per row than six B-trees did (measured in
+/// docs/benchmarks.md).
+///
+/// Rollups lose their primary key: each batch appends its sums (`write.rs`), readers sum per
+/// key, retention compacts (`retain::compact_rollups`); a BRIN index on `bucket` serves time
+/// bounds and retention.
+const V2: &str = "
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+DROP INDEX netvigil.flows_device_ts, netvigil.flows_app, netvigil.flows_exe, netvigil.flows_domain,
+    netvigil.flows_client_ip, netvigil.flows_server_ip, netvigil.events_device_ts, netvigil.events_app,
+    netvigil.events_domain, netvigil.events_client_ip, netvigil.events_server_ip;
+CREATE INDEX flows_ts ON netvigil.flows USING brin (ts) WITH (autosummarize = on);
+CREATE INDEX flows_keys ON netvigil.flows USING gin (device, app, exe, domain, client_ip, server_ip);
+CREATE INDEX events_ts ON netvigil.events USING brin (ts) WITH (autosummarize = on);
+CREATE INDEX events_keys ON netvigil.events USING gin (device, app, domain, client_ip, server_ip);
+ALTER TABLE netvigil.rollups_minute DROP CONSTRAINT rollups_minute_pkey;
+ALTER TABLE netvigil.rollups_hour DROP CONSTRAINT rollups_hour_pkey;
+CREATE INDEX rollups_minute_bucket ON netvigil.rollups_minute USING brin (bucket) WITH (autosummarize = on);
+CREATE INDEX rollups_hour_bucket ON netvigil.rollups_hour USING brin (bucket) WITH (autosummarize = on);
+COMMENT ON TABLE netvigil.rollups_minute IS 'partial sums per (bucket, device, app, remote), one row per key per written batch until retention compacts them: read with GROUP BY (see docs/postgres.md)';
+COMMENT ON TABLE netvigil.rollups_hour IS 'as rollups_minute, per hour';
 ";
 
 const SMALL_TABLES: &str = "
@@ -155,12 +188,15 @@ fn migration(version: u32, layout: Layout) -> String {
             ));
             sql
         }
+        2 => V2.to_string(),
         _ => String::new(),
     }
 }
 
-const DESCRIPTIONS: [&str; SCHEMA_VERSION as usize] =
-    ["flows, events (split by day), alerts, samples, rollups, state, strings"];
+const DESCRIPTIONS: [&str; SCHEMA_VERSION as usize] = [
+    "flows, events (split by day), alerts, samples, rollups, state, strings",
+    "BRIN time and GIN key indexes; rollups as partial sums (issue 6 write rate)",
+];
 
 /// Applies pending migrations and returns the layout of the time-split tables.
 pub(crate) fn migrate(

@@ -1,9 +1,12 @@
 //! Writing one batch: day partitions created first (own transaction), then one transaction
 //! with the interned strings, binary `COPY` into `flows` and `events`, alerts and samples with
-//! `ON CONFLICT DO NOTHING`, and rollups summed in memory and upserted.
+//! `ON CONFLICT DO NOTHING`, and rollups summed in memory and appended as partial sums (binary
+//! `COPY`) in the same transaction.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -197,35 +200,23 @@ pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, Sto
             .collect::<Result<_, _>>()?
     };
 
-    // JSON of every record, in one buffer.
-    let mut json = String::with_capacity(batch.records.len() * 480);
-    let mut spans = Vec::with_capacity(batch.records.len());
+    // Rows and the names they need. The JSON lines are written later, row by row inside the
+    // COPY (`copy_rows`), so the server parses and stores one part of the batch while this
+    // side formats the next.
     let mut flows: Vec<(&FlowRecord, FlowStrings<'_>, usize)> = Vec::new();
     let mut events: Vec<(EventRow<'_>, usize)> = Vec::new();
     for (i, r) in batch.records.iter().enumerate() {
-        let a = json.len();
-        r.write_json(&mut json);
-        let mut pj = None;
-        if let Record::Flow(f) = r
-            && let Some(p) = &f.process
-        {
-            // The process object is the last member of a flow's JSON: keep it once in
-            // `strings` and the rest of the line here (read back by joining them).
-            let obj = engine::connections::process_json(p);
-            if obj.len() <= MAX_INTERNED
-                && !obj.contains('\0')
-                && json.ends_with('}')
-                && json[..json.len() - 1].ends_with(obj.as_str())
-                && json[..json.len() - 1 - obj.len()].ends_with(",\"process\":")
-            {
-                json.truncate(json.len() - (obj.len() + ",\"process\":}".len()));
-                json.push('}');
-                pj = Some(obj);
-            }
-        }
-        spans.push((a, json.len()));
         match r {
-            Record::Flow(f) => flows.push((f, flow_strings(f, pj), i)),
+            Record::Flow(f) => {
+                // The process object is the last member of a flow's JSON: kept once in
+                // `strings`, cut from the line (read back by joining them).
+                let pj = f
+                    .process
+                    .as_deref()
+                    .map(engine::connections::process_json)
+                    .filter(|o| o.len() <= MAX_INTERNED && !o.contains('\0'));
+                flows.push((f, flow_strings(f, pj), i));
+            }
             other => {
                 if let Some(e) = event_row(other) {
                     events.push((e, i));
@@ -245,10 +236,15 @@ pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, Sto
         }
     }
 
+    // One day for every flow (the usual case): COPY goes straight into that day's partition,
+    // without routing each row through the parent.
+    let flow_day = match (s.layout, days.iter().filter(|(t, _)| *t == Table::Flows).count()) {
+        (Layout::DayPartitions, 1) => flows.first().map(|(f, _, _)| partition::day_of(f.start)),
+        _ => None,
+    };
     let rows = Rows {
         batch,
-        json: &json,
-        spans: &spans,
+        flow_day,
         flows: &flows,
         events: &events,
         sealed: &sealed,
@@ -273,8 +269,8 @@ pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, Sto
 
 struct Rows<'r, 'a> {
     batch: &'a Batch,
-    json: &'r str,
-    spans: &'r [(usize, usize)],
+    /// The one day all flows fall in, when they do (day-partition layout).
+    flow_day: Option<i64>,
     flows: &'r [(&'a FlowRecord, FlowStrings<'a>, usize)],
     events: &'r [(EventRow<'a>, usize)],
     sealed: &'r [([u8; NONCE_LEN], Vec<u8>)],
@@ -303,10 +299,11 @@ fn attempt(s: &mut PgStore, rows: &Rows<'_, '_>) -> Result<Written, Fail> {
     let err = |doing: &'static str| {
         let server = server.clone();
         move |e: postgres::Error| {
-            if e.code() == Some(&SqlState::CHECK_VIOLATION)
+            let no_partition = e.code() == Some(&SqlState::CHECK_VIOLATION)
                 && e.as_db_error()
-                    .is_some_and(|d| d.message().starts_with("no partition"))
-            {
+                    .is_some_and(|d| d.message().starts_with("no partition"));
+            // A day partition named directly (rows.flow_day) that another process dropped.
+            if no_partition || e.code() == Some(&SqlState::UNDEFINED_TABLE) {
                 Fail::MissingPartition
             } else {
                 Fail::Err(super::pg_error(&server, doing, &e))
@@ -392,20 +389,21 @@ fn copy_rows(
     let batch = rows.batch;
     let device = i64::from(batch.device.0);
     let mut w = Written::default();
-    let text = |i: usize| {
-        let (a, b) = rows.spans[i];
-        &rows.json[a..b]
-    };
+    let mut line = String::with_capacity(1024);
 
-    let mut minute: HashMap<(i64, i32, i32), Agg> = HashMap::new();
-    let mut hour: HashMap<(i64, i32, i32), Agg> = HashMap::new();
+    let mut minute: HashMap<(i64, i32, i32), Agg> = HashMap::default();
+    let mut hour: HashMap<(i64, i32, i32), Agg> = HashMap::default();
     if !rows.flows.is_empty() {
-        let sink = tx.copy_in(
-            "COPY netvigil.flows (device, ts, start_ns, end_ns, flow_id, pid, packets_to_server, \
+        let table = match rows.flow_day {
+            Some(day) => partition::partition_name(Table::Flows, day),
+            None => "flows".to_string(),
+        };
+        let sink = tx.copy_in(&format!(
+            "COPY netvigil.{table} (device, ts, start_ns, end_ns, flow_id, pid, packets_to_server, \
              packets_to_client, bytes_to_server, bytes_to_client, client_port, server_port, \
              app_proto, domain, app, exe, process, proto, client_ip, server_ip, json) \
-             FROM STDIN (FORMAT binary)",
-        )?;
+             FROM STDIN (FORMAT binary)"
+        ))?;
         let mut out = BinaryCopyInWriter::new(
             sink,
             &[
@@ -435,13 +433,28 @@ fn copy_rows(
         for (f, fs, i) in rows.flows {
             let ts: SystemTime = partition::ts(f.start);
             let pid = f.process.as_ref().map(|p| i64::from(p.pid));
-            let ids = [
+            let mut ids = [
                 id(cache, &fs.s[0]),
                 id(cache, &fs.s[1]),
                 id(cache, &fs.s[2]),
                 id(cache, &fs.s[3]),
                 id(cache, &fs.s[4]),
             ];
+            line.clear();
+            batch.records[*i].write_json(&mut line);
+            if let Some(obj) = &fs.s[4] {
+                let obj = obj.as_ref();
+                if line.ends_with('}')
+                    && line[..line.len() - 1].ends_with(obj)
+                    && line[..line.len() - 1 - obj.len()].ends_with(",\"process\":")
+                {
+                    line.truncate(line.len() - (obj.len() + ",\"process\":}".len()));
+                    line.push('}');
+                } else {
+                    // Not the expected shape: the line keeps the object, no reference.
+                    ids[4] = None;
+                }
+            }
             let (ps, pc) = (big(f.to_server.packets), big(f.to_client.packets));
             let (bs, bc) = (big(f.to_server.bytes), big(f.to_client.bytes));
             let (cport, sport) = (i32::from(f.client.port), i32::from(f.server.port));
@@ -469,7 +482,7 @@ fn copy_rows(
                 &proto,
                 &f.client.ip,
                 &f.server.ip,
-                &text(*i),
+                &line.as_str(),
             ];
             out.write(&vals)?;
             let app = ids[2].unwrap_or(0);
@@ -511,6 +524,8 @@ fn copy_rows(
             let ts = partition::ts(e.ts);
             let fid = e.flow_id.map(|x| x as i64);
             let (app, domain) = (id(cache, &e.app), id(cache, &e.domain));
+            line.clear();
+            batch.records[*i].write_json(&mut line);
             let vals: [&(dyn ToSql + Sync); 10] = [
                 &device,
                 &ts,
@@ -521,7 +536,7 @@ fn copy_rows(
                 &e.kind,
                 &e.client,
                 &e.server,
-                &text(*i),
+                &line.as_str(),
             ];
             out.write(&vals)?;
         }
@@ -571,34 +586,49 @@ fn copy_rows(
         )?;
     }
 
+    // Rollups: this batch's sums appended as partial rows (one per key), committed with the
+    // flows they count. Readers sum them per key (`query::rollups`); retention compacts them
+    // (`retain::compact_rollups`). An append costs a fraction of an upsert per key: no unique
+    // index to probe, and COPY fills pages in bulk.
     for (table, map) in [("rollups_minute", minute), ("rollups_hour", hour)] {
         if map.is_empty() {
             continue;
         }
         let mut keys: Vec<((i64, i32, i32), Agg)> = map.into_iter().collect();
-        // One order for every writer: concurrent upserts of the same keys never deadlock.
+        // Key order: rows of one bucket stay together (tight BRIN ranges).
         keys.sort_unstable_by_key(|(k, _)| *k);
-        let bucket: Vec<SystemTime> = keys.iter().map(|(k, _)| partition::ts(k.0)).collect();
-        let app: Vec<i32> = keys.iter().map(|(k, _)| k.1).collect();
-        let remote: Vec<i32> = keys.iter().map(|(k, _)| k.2).collect();
-        let flows: Vec<i64> = keys.iter().map(|(_, a)| a.flows).collect();
-        let bs: Vec<i64> = keys.iter().map(|(_, a)| a.bytes_to_server).collect();
-        let bc: Vec<i64> = keys.iter().map(|(_, a)| a.bytes_to_client).collect();
-        let pk: Vec<i64> = keys.iter().map(|(_, a)| a.packets).collect();
-        tx.execute(
-            &format!(
-                "INSERT INTO netvigil.{table} AS r (device, bucket, app, remote, flows, \
-                 bytes_to_server, bytes_to_client, packets) \
-                 SELECT $1, * FROM unnest($2::timestamptz[], $3::int4[], $4::int4[], $5::int8[], \
-                 $6::int8[], $7::int8[], $8::int8[]) \
-                 ON CONFLICT (bucket, device, app, remote) DO UPDATE SET \
-                 flows = r.flows + EXCLUDED.flows, \
-                 bytes_to_server = r.bytes_to_server + EXCLUDED.bytes_to_server, \
-                 bytes_to_client = r.bytes_to_client + EXCLUDED.bytes_to_client, \
-                 packets = r.packets + EXCLUDED.packets"
-            ),
-            &[&device, &bucket, &app, &remote, &flows, &bs, &bc, &pk],
-        )?;
+        let sink = tx.copy_in(&format!(
+            "COPY netvigil.{table} (device, bucket, app, remote, flows, bytes_to_server, \
+             bytes_to_client, packets) FROM STDIN (FORMAT binary)"
+        ))?;
+        let mut out = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::INT4,
+                Type::INT4,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+            ],
+        );
+        for ((bucket, app, remote), a) in &keys {
+            let bucket = partition::ts(*bucket);
+            let vals: [&(dyn ToSql + Sync); 8] = [
+                &device,
+                &bucket,
+                app,
+                remote,
+                &a.flows,
+                &a.bytes_to_server,
+                &a.bytes_to_client,
+                &a.packets,
+            ];
+            out.write(&vals)?;
+        }
+        out.finish()?;
     }
     Ok(w)
 }
