@@ -504,6 +504,73 @@ impl StoreSink {
 mod tests {
     use super::parse_time;
 
+    #[test]
+    fn digest_counts_apps_hosts_bytes_new_apps_and_red_flags() {
+        let flow =
+            |app: Option<&str>, domain: Option<&str>, server: &str, up: u64, down: u64| store::StoredFlow {
+                device: store::DeviceId(0),
+                flow_id: 1,
+                start: 0,
+                end: 0,
+                proto: 6,
+                client: "192.0.2.10:40000".parse().unwrap(),
+                server: server.parse().unwrap(),
+                app_proto: None,
+                domain: domain.map(str::to_string),
+                app: app.map(str::to_string),
+                pid: None,
+                exe: None,
+                packets_to_server: 1,
+                packets_to_client: 1,
+                bytes_to_server: up,
+                bytes_to_client: down,
+                json: String::new(),
+            };
+        let alert = |rule: &str, app: &str, remote: Option<&str>| store::AlertRow {
+            id: format!("{rule}{app}"),
+            ts: 0,
+            severity: store::Severity::High,
+            rule: rule.to_string(),
+            app: Some(app.to_string()),
+            remote: remote.map(str::to_string),
+            reason: String::new(),
+            json: String::new(),
+        };
+        let flows = [
+            flow(
+                Some("firefox"),
+                Some("github.com"),
+                "140.82.112.3:443",
+                1_000,
+                2_000_000,
+            ),
+            flow(
+                Some("firefox"),
+                Some("github.com"),
+                "140.82.112.4:443",
+                1_000,
+                1_000_000,
+            ),
+            flow(Some("curl"), None, "203.0.113.7:80", 500, 300_000),
+            flow(None, None, "198.51.100.1:53", 100, 200),
+        ];
+        let alerts = [
+            alert("new_app", "curl", None),
+            alert("new_remote", "curl", Some("203.0.113.7")),
+            alert("red_flag", "curl", Some("203.0.113.7")),
+        ];
+        let f = super::digest_facts(&flows, &alerts, engine::judge::Period::Day);
+        assert_eq!((f.apps, f.hosts), (3, 3), "{f:?}");
+        assert_eq!((f.bytes_out, f.bytes_in), (2_600, 3_300_200));
+        assert_eq!(f.new_apps, ["curl"]);
+        assert_eq!(f.red_flags, ["curl (203.0.113.7)"]);
+        let text = engine::judge::digest(&f);
+        assert!(
+            text.contains("3 apps") && text.contains("3 hosts") && text.contains("curl"),
+            "{text}"
+        );
+    }
+
     const NOW: i64 = 1_795_000_000_000_000_000;
 
     #[test]
@@ -530,5 +597,88 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigestPeriod {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DigestArgs {
+    /// The last hour or the last day.
+    #[arg(long, value_enum, default_value_t = DigestPeriod::Day)]
+    pub period: DigestPeriod,
+    /// Where netvigil keeps its data (default: $XDG_DATA_HOME/netvigil or ~/.local/share/netvigil).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `netvigil digest`: one paragraph about the last hour or day, from the history: how many
+/// programs talked to how many hosts, how much went each way, which programs are new (their
+/// `new_app` alerts) and which raised red flags (`red_flag` alerts).
+pub fn digest(args: &DigestArgs) -> Result<ExitCode> {
+    let mut db = open_existing(args.data_dir.as_deref())?;
+    let (span, period) = match args.period {
+        DigestPeriod::Hour => (3_600, engine::judge::Period::Hour),
+        DigestPeriod::Day => (86_400, engine::judge::Period::Day),
+    };
+    let q = Query {
+        since: Some(now_ns() - span * 1_000_000_000),
+        ..Query::default()
+    };
+    let facts = digest_facts(&db.flows(&q)?, &db.alerts(&q)?, period);
+    println!("{}", engine::judge::digest(&facts));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The digest's counts from stored flows and alerts. Bytes "out" are what the clients sent
+/// (to_server), "in" what they received: on a monitored machine most flows start here.
+pub fn digest_facts(
+    flows: &[store::StoredFlow],
+    alerts: &[store::AlertRow],
+    period: engine::judge::Period,
+) -> engine::judge::DigestFacts {
+    use std::collections::BTreeSet;
+    let mut apps = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
+    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    for f in flows {
+        apps.insert(f.app.clone().unwrap_or_default());
+        hosts.insert(f.domain.clone().unwrap_or_else(|| f.server.ip().to_string()));
+        bytes_out += f.bytes_to_server;
+        bytes_in += f.bytes_to_client;
+    }
+    let mut new_apps: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.rule == "new_app")
+        .filter_map(|a| a.app.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    new_apps.sort();
+    let red_flags = alerts
+        .iter()
+        .filter(|a| a.rule == "red_flag")
+        .map(|a| {
+            let app = a.app.as_deref().unwrap_or("a program we could not identify");
+            match &a.remote {
+                Some(r) => format!("{app} ({r})"),
+                None => app.to_string(),
+            }
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    engine::judge::DigestFacts {
+        period,
+        apps: apps.len(),
+        hosts: hosts.len(),
+        bytes_in,
+        bytes_out,
+        new_apps,
+        red_flags,
     }
 }

@@ -53,6 +53,8 @@ enum Command {
     Export(history::ExportArgs),
     /// Forget for good: delete matching records, samples, alerts and rollups, and shrink the file.
     Purge(history::PurgeArgs),
+    /// The last hour or day in one paragraph: programs, hosts, traffic, what is new, red flags.
+    Digest(history::DigestArgs),
     /// The configuration: check the file, print the effective settings (--print), or send a
     /// test alert through every channel (--test-alert).
     Config(config::cli::ConfigArgs),
@@ -191,6 +193,7 @@ fn main() -> ExitCode {
         Command::Alerts(a) => history::alerts(&a),
         Command::Export(a) => history::export(&a),
         Command::Purge(a) => history::purge(&a),
+        Command::Digest(a) => history::digest(&a),
         Command::Config(a) => config::cli::run(&a, cli.config.as_deref()),
     };
     match result {
