@@ -333,7 +333,7 @@ poll_ms = 5
 interfacez = [\"eth0\"]
 
 [notify.webhook]
-url = \"https://ntfy.sh/x\"
+url = \"ftp://ntfy.sh/x\"
 preset = \"teams\"
 
 [alerts.snooze]
@@ -362,7 +362,10 @@ red_flag = 2025-01-01T00:00:00
         "{msg}"
     );
     assert!(msg.contains("line 3: capture.interfacez: unknown key (the keys of [capture] are: enabled, interfaces, filter, poll_ms)"), "{msg}");
-    assert!(msg.contains("https:// is not supported yet"), "{msg}");
+    assert!(
+        msg.contains("expected a URL like \"https://ntfy.sh/mytopic\""),
+        "{msg}"
+    );
     assert!(
         msg.contains("unknown rule (the rules are: new_app, new_remote,"),
         "{msg}"

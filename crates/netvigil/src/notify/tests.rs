@@ -347,6 +347,72 @@ fn webhook_gives_up_after_its_retries_and_4xx_is_not_retried() {
 }
 
 #[test]
+fn https_webhooks_post_over_real_tls_and_refuse_a_bad_certificate_at_once() {
+    use crate::https::testing::{Ca, Server, client, ok};
+    let ca = Ca::new();
+    // An ntfy-like server on 127.0.0.1 that fails the first POST with 503, then accepts.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let srv = Server::start(
+        Some(ca.server_cert(&["localhost", "127.0.0.1"], false)),
+        Box::new(move |_| {
+            if c2.fetch_add(1, Ordering::SeqCst) == 0 {
+                b"HTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n".to_vec()
+            } else {
+                ok("application/json", b"{\"id\":\"x\"}")
+            }
+        }),
+    );
+    let a = alert(Rule::RedFlag, Severity::High, "curl", "c.example");
+    let n = Notice::from_alert(&a);
+    let url = format!("https://localhost:{}/netvigil-alerts", srv.port);
+    let mut w = Webhook::with_client(&url, &hook_cfg(WebhookPreset::Ntfy, 3), client(&ca)).unwrap();
+    assert_eq!(
+        w.deliver(&n, &Stop::default()),
+        Ok(1),
+        "retried once after the 503"
+    );
+    let seen = srv.seen();
+    assert_eq!(seen.len(), 2);
+    let r = &seen[1];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/"));
+    assert_eq!(r.sni.as_deref(), Some("localhost"));
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert_eq!(json_str(&body, "topic").as_deref(), Some("netvigil-alerts"));
+    assert_eq!(
+        json_str(&body, "title").as_deref(),
+        Some("netvigil: high alert (red_flag)")
+    );
+    assert_eq!(
+        body,
+        super::webhook::body(WebhookPreset::Ntfy, &n, &crate::https::Url::parse(&url).unwrap())
+    );
+
+    // A certificate for another name: refused with the reason, and not retried.
+    let other = Server::start(
+        Some(ca.server_cert(&["hooks.example"], false)),
+        Box::new(|_| ok("text/plain", b"x")),
+    );
+    let mut w = Webhook::with_client(
+        &format!("https://127.0.0.1:{}/h", other.port),
+        &hook_cfg(WebhookPreset::Json, 5),
+        client(&ca),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let e = w.deliver(&n, &Stop::default()).unwrap_err();
+    assert!(
+        e.contains("certificate was refused") && e.contains("hooks.example") && e.contains("not retried"),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "no backoff for a bad certificate"
+    );
+    assert!(other.seen().is_empty());
+}
+
+#[test]
 fn a_dead_webhook_blocks_neither_the_pipeline_nor_the_other_channels() {
     let dead = Receiver::start(0, true);
     let term = SharedBuf::default();

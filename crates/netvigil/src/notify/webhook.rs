@@ -1,95 +1,21 @@
 //! The webhook channel: one HTTP POST per notice, with a JSON body shaped by a preset (the
-//! alert record itself, ntfy, Slack, Discord), over a minimal HTTP/1.1 client on `std::net`
-//! (`http://` only: there is no TLS client yet).
+//! alert record itself, ntfy, Slack, Discord), over `crate::https` (`https://` with the system's
+//! root certificates, or plain `http://`).
 //!
 //! Retries: a connection error, a timeout, 408, 429 and 5xx are retried up to `retries` times,
 //! waiting `backoff_initial × 2^n` capped at `backoff_max`, each wait drawn at random between
 //! half and all of it (jitter, so many netvigils do not retry in step); a `Retry-After` of at
-//! most `backoff_max` seconds is honoured. Other answers (4xx) fail at once.
+//! most `backoff_max` seconds is honoured. Other answers (4xx) and refused certificates fail at
+//! once.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::judge::Severity;
 
 use super::{Notice, Sink, Stop};
 use crate::config::{WebhookConfig, WebhookPreset};
-
-/// A parsed `http://` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-    /// The Host header (`host[:port]`, brackets kept).
-    pub authority: String,
-}
-
-impl Url {
-    /// `http://host[:port][/path][?query]`. Errors say what to write instead.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let Some(rest) = s.strip_prefix("http://") else {
-            if s.starts_with("https://") {
-                return Err(format!(
-                    "https:// is not supported yet (netvigil has no TLS client); use an http:// URL, e.g. a relay on this machine, got \"{s}\""
-                ));
-            }
-            return Err(format!(
-                "expected a URL like \"http://127.0.0.1:8080/hook\", got \"{s}\""
-            ));
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        if authority.contains('@') {
-            return Err("user names and passwords in the URL are not supported".into());
-        }
-        if path.bytes().any(|b| b <= b' ' || b == 0x7f) || path.contains('#') {
-            return Err("the URL path must not contain spaces, control characters or '#'".into());
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let Some((h, after)) = v6.split_once(']') else {
-                return Err(format!("bad IPv6 address in \"{s}\""));
-            };
-            let port = match after {
-                "" => 80,
-                p => p
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| format!("bad port in \"{s}\""))?,
-            };
-            (h.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| format!("bad port in \"{s}\""))?,
-                ),
-                None => (authority.to_string(), 80),
-            }
-        };
-        if host.is_empty()
-            || port == 0
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
-        {
-            return Err(format!("bad host or port in \"{s}\""));
-        }
-        Ok(Self {
-            host,
-            port,
-            path,
-            authority: authority.to_string(),
-        })
-    }
-}
+pub use crate::https::Url;
+use crate::https::{Client, ErrorKind};
 
 /// The outcome of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,118 +25,27 @@ pub enum Attempt {
     /// Worth another try (connection error, timeout, 408, 429, 5xx), with the server's
     /// Retry-After in seconds when it gave one.
     Retry(String, Option<u64>),
-    /// Not worth another try (other status codes).
+    /// Not worth another try (other status codes, a refused certificate).
     Fail(String),
 }
 
-/// One POST of `body`; never longer than about `timeout` in all.
-pub fn post(url: &Url, content_type: &str, body: &[u8], timeout: Duration) -> Attempt {
-    let start = Instant::now();
-    let addrs: Vec<_> = match (url.host.as_str(), url.port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => return Attempt::Retry(format!("cannot resolve {}: {e}", url.host), None),
-    };
-    let mut last = format!("{} has no address", url.host);
-    let mut stream = None;
-    for a in addrs {
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        match TcpStream::connect_timeout(&a, left) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
+/// One POST of `body` (redirects followed); never longer than about the client's timeout.
+pub fn post(client: &Client, url: &Url, content_type: &str, body: &[u8]) -> Attempt {
+    match client.send("POST", url, Some(content_type), body) {
+        Ok(r) => match r.status {
+            200..=299 => Attempt::Ok(r.status),
+            408 | 429 | 500..=599 => {
+                Attempt::Retry(format!("the server answered {}", r.status), r.retry_after())
             }
-            Err(e) => last = format!("cannot connect to {a}: {e}"),
+            code => Attempt::Fail(format!(
+                "the server answered {code} (not retried: check the URL and the preset)"
+            )),
+        },
+        // A garbled answer is retried too (a proxy restarting), as before TLS came.
+        Err(e) if e.kind.is_transient() || matches!(e.kind, ErrorKind::Protocol(_)) => {
+            Attempt::Retry(e.to_string(), None)
         }
-    }
-    let Some(mut s) = stream else {
-        return Attempt::Retry(last, None);
-    };
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: netvigil/{}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        url.path,
-        url.authority,
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    let io = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            Attempt::Retry(format!("no answer within {} ms", timeout.as_millis()), None)
-        } else {
-            Attempt::Retry(
-                format!("connection to {}:{} failed: {e}", url.host, url.port),
-                None,
-            )
-        }
-    };
-    let left = timeout
-        .saturating_sub(start.elapsed())
-        .max(Duration::from_millis(1));
-    if let Err(e) = s
-        .set_write_timeout(Some(left))
-        .and_then(|()| s.write_all(head.as_bytes()))
-        .and_then(|()| s.write_all(body))
-        .and_then(|()| s.flush())
-    {
-        return io(e);
-    }
-    // Read the status line and headers (at most 16 KiB), never past the overall timeout.
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= 16 * 1024 {
-            break;
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Attempt::Retry(format!("no answer within {} ms", timeout.as_millis()), None);
-        }
-        if let Err(e) = s.set_read_timeout(Some(left)) {
-            return io(e);
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return io(e),
-        }
-    }
-    if buf.is_empty() {
-        return Attempt::Retry("the server closed the connection without answering".into(), None);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let (proto, code) = (
-        parts.next().unwrap_or(""),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    );
-    let Some(code) = code.filter(|_| proto.starts_with("HTTP/1.")) else {
-        return Attempt::Retry(
-            format!(
-                "not an HTTP answer: {:?}",
-                status_line.chars().take(60).collect::<String>()
-            ),
-            None,
-        );
-    };
-    let retry_after = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    match code {
-        200..=299 => Attempt::Ok(code),
-        408 | 429 | 500..=599 => Attempt::Retry(format!("the server answered {code}"), retry_after),
-        _ => Attempt::Fail(format!(
-            "the server answered {code} (not retried: check the URL and the preset)"
-        )),
+        Err(e) => Attempt::Fail(format!("{e} (not retried)")),
     }
 }
 
@@ -310,19 +145,33 @@ pub struct Webhook {
     retries: u32,
     initial: Duration,
     max: Duration,
-    timeout: Duration,
+    client: Client,
     jitter: Jitter,
 }
 
 impl Webhook {
-    /// Errors: a URL that is not `http://`, an ntfy URL without a topic.
+    /// Errors: a URL that is not `http://` or `https://`, an ntfy URL without a topic, an
+    /// `https://` URL on a machine without root certificates.
     pub fn new(url: &str, c: &WebhookConfig) -> Result<Self, String> {
+        let parsed = Url::parse(url).map_err(|e| format!("notify.webhook.url: {e}"))?;
+        let client = if parsed.tls {
+            Client::new().map_err(|e| format!("notify.webhook.url: {e}"))?
+        } else {
+            // Plain http: no certificate is ever checked.
+            Client::with_roots(rustls::RootCertStore::empty())
+        };
+        Self::with_client(url, c, client)
+    }
+
+    /// [`Webhook::new`] with a given client (its roots; the timeouts are set from `c`).
+    pub fn with_client(url: &str, c: &WebhookConfig, client: Client) -> Result<Self, String> {
         let url = Url::parse(url).map_err(|e| format!("notify.webhook.url: {e}"))?;
         let mut target = url.clone();
         if c.preset == WebhookPreset::Ntfy {
             let Some(topic) = ntfy_topic(&url) else {
                 return Err(format!(
-                    "notify.webhook.url: the ntfy preset needs the topic in the URL, like \"http://{}/mytopic\"",
+                    "notify.webhook.url: the ntfy preset needs the topic in the URL, like \"{}://{}/mytopic\"",
+                    if url.tls { "https" } else { "http" },
                     url.authority
                 ));
             };
@@ -341,7 +190,7 @@ impl Webhook {
             retries: c.retries,
             initial: c.backoff_initial,
             max: c.backoff_max.max(c.backoff_initial),
-            timeout: c.timeout,
+            client: client.with_timeouts(c.timeout, c.timeout),
             jitter: Jitter::new(),
         })
     }
@@ -356,7 +205,7 @@ impl Sink for Webhook {
         let payload = body(self.preset, n, &self.url);
         let mut attempt = 0u32;
         loop {
-            let why = match post(&self.target, "application/json", payload.as_bytes(), self.timeout) {
+            let why = match post(&self.client, &self.target, "application/json", payload.as_bytes()) {
                 Attempt::Ok(_) => return Ok(attempt),
                 Attempt::Fail(why) => return Err(why),
                 Attempt::Retry(why, after) => {
@@ -398,9 +247,11 @@ mod tests {
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         let u = Url::parse("http://h?q").unwrap();
         assert_eq!(u.path, "/?q");
+        let u = Url::parse("https://ntfy.sh/x").unwrap();
+        assert_eq!((u.tls, u.port, u.path.as_str()), (true, 443, "/x"));
         for bad in [
-            "https://ntfy.sh/x",
             "ftp://x",
+            "https://",
             "http://",
             "http://h:0/",
             "http://h:99999/",
@@ -412,9 +263,9 @@ mod tests {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
         assert!(
-            Url::parse("https://x")
+            Url::parse("ftp://x")
                 .unwrap_err()
-                .contains("https:// is not supported yet")
+                .contains("https://ntfy.sh/mytopic")
         );
     }
 
