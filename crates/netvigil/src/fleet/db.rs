@@ -1,0 +1,458 @@
+//! The fleet server's own tables, in SQLite (file `fleet.db` in the data directory) or in
+//! PostgreSQL (several servers may share one database): enrolled agents (by key id, with a device
+//! id, a name and a revoked mark), one-time enrollment tokens (only their SHA-256 is kept), and
+//! received batches keyed by (device, sequence number) so a batch sent twice is stored once.
+//! Each call is one transaction; the SQL is shared (`?N` placeholders become `$N` for
+//! PostgreSQL), so both backends run the same statements.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::identity::hex;
+
+/// File name of the fleet database inside the server's data directory.
+pub const DB_FILE: &str = "fleet.db";
+
+/// One enrolled agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    /// The device id records are stored under (never 0: that is "this machine").
+    pub device: store::DeviceId,
+    /// SHA-256 of the agent key's SubjectPublicKeyInfo, hex.
+    pub key_id: String,
+    pub name: String,
+    /// Enrollment time, ns since the epoch.
+    pub enrolled: i64,
+    /// When the admin revoked it, if so.
+    pub revoked: Option<i64>,
+    /// Highest batch sequence number stored (0: none).
+    pub last_seq: u64,
+}
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Used,
+    Expired,
+    /// The key is already enrolled (the token is left unused).
+    KeyEnrolled,
+}
+
+/// What committing a batch did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Stored { records: usize },
+    Duplicate,
+}
+
+/// Where the fleet tables live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// SQLite file `fleet.db` in this directory.
+    Dir(std::path::PathBuf),
+    /// A PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE).
+    Postgres(String),
+}
+
+/// One SQL value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Val {
+    I(i64),
+    S(String),
+    Null,
+}
+
+impl Val {
+    fn i(&self) -> i64 {
+        if let Val::I(v) = self { *v } else { 0 }
+    }
+    fn s(&self) -> String {
+        if let Val::S(v) = self {
+            v.clone()
+        } else {
+            String::new()
+        }
+    }
+    fn opt_i(&self) -> Option<i64> {
+        if let Val::I(v) = self { Some(*v) } else { None }
+    }
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+        Ok(match self {
+            Val::I(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            Val::S(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Val::Null => ToSqlOutput::Owned(Value::Null),
+        })
+    }
+}
+
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Pg(Box<postgres::Client>),
+}
+
+/// The fleet server's database.
+pub struct FleetDb {
+    conn: Conn,
+    what: String,
+}
+
+impl std::fmt::Debug for FleetDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetDb").field("db", &self.what).finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fleet_agents (
+  device BIGINT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+  enrolled BIGINT NOT NULL, revoked BIGINT);
+CREATE TABLE IF NOT EXISTS fleet_tokens (
+  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);
+CREATE TABLE IF NOT EXISTS fleet_batches (
+  device BIGINT NOT NULL, seq BIGINT NOT NULL, received BIGINT NOT NULL,
+  records BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (device, seq));";
+
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.trim().as_bytes()))
+}
+
+fn redact(url: &str) -> String {
+    // postgres://user:password@host -> postgres://user:***@host
+    match (url.find("://"), url.rfind('@')) {
+        (Some(a), Some(b)) if url[a + 3..b].contains(':') => {
+            let colon = a + 3 + url[a + 3..b].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..colon], &url[b..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl FleetDb {
+    /// Opens (creating the tables) the database at `target`.
+    pub fn open(target: &Target) -> Result<FleetDb> {
+        match target {
+            Target::Dir(d) => FleetDb::open_dir(d),
+            Target::Postgres(url) => FleetDb::open_postgres(url),
+        }
+    }
+
+    /// Opens (creating) `dir/fleet.db`.
+    pub fn open_dir(dir: &Path) -> Result<FleetDb> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(DB_FILE);
+        let conn =
+            rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .with_context(|| format!("{}: setting the busy timeout", path.display()))?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; {SCHEMA}"
+        ))
+        .with_context(|| format!("{}: not a netvigil fleet database? move it away", path.display()))?;
+        Ok(FleetDb {
+            conn: Conn::Sqlite(conn),
+            what: path.display().to_string(),
+        })
+    }
+
+    /// Connects to PostgreSQL and creates the fleet tables if missing.
+    pub fn open_postgres(url: &str) -> Result<FleetDb> {
+        let what = redact(url);
+        let mut cfg: postgres::Config = url.parse().with_context(|| {
+            format!(
+                "--db {what}: expected postgres://USER@HOST:PORT/DATABASE (or host=... user=... dbname=...)"
+            )
+        })?;
+        cfg.application_name("netvigil-fleet");
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let mut client = cfg.connect(postgres::NoTls).with_context(|| {
+            format!("connecting to {what}: is the server running, and are the URL, user and database right?")
+        })?;
+        client
+            .batch_execute(SCHEMA)
+            .with_context(|| format!("{what}: creating the fleet tables"))?;
+        Ok(FleetDb {
+            conn: Conn::Pg(Box::new(client)),
+            what,
+        })
+    }
+
+    fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        let r = match &mut self.conn {
+            Conn::Sqlite(c) => c
+                .execute(sql, rusqlite::params_from_iter(params.iter()))
+                .map(|n| n as u64)
+                .map_err(anyhow::Error::from),
+            Conn::Pg(c) => {
+                let p = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| b.as_ref()).collect();
+                c.execute(&sql.replace('?', "$"), &refs)
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        r.with_context(|| format!("fleet database {}", self.what))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>> {
+        let r = match &mut self.conn {
+            Conn::Sqlite(c) => (|| {
+                let mut st = c.prepare(sql)?;
+                let n = st.column_count();
+                let rows = st.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Integer(v) => Val::I(v),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Val::S(String::from_utf8_lossy(t).into_owned())
+                                }
+                                _ => Val::Null,
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<Val>>>()
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })()
+            .map_err(anyhow::Error::from),
+            Conn::Pg(c) => {
+                let p = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = p.iter().map(|b| b.as_ref()).collect();
+                c.query(&sql.replace('?', "$"), &refs)
+                    .map_err(anyhow::Error::from)
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|row| {
+                                (0..row.len())
+                                    .map(|i| {
+                                        if *row.columns()[i].type_() == postgres::types::Type::TEXT {
+                                            row.get::<_, Option<String>>(i).map_or(Val::Null, Val::S)
+                                        } else {
+                                            row.get::<_, Option<i64>>(i).map_or(Val::Null, Val::I)
+                                        }
+                                    })
+                                    .collect()
+                            })
+                            .collect()
+                    })
+            }
+        };
+        r.with_context(|| format!("fleet database {}", self.what))
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        let r = match &mut self.conn {
+            Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE").map_err(anyhow::Error::from),
+            Conn::Pg(c) => c.batch_execute("BEGIN").map_err(anyhow::Error::from),
+        };
+        r.with_context(|| format!("fleet database {}: starting a transaction", self.what))
+    }
+
+    fn end(&mut self, commit: bool) -> Result<()> {
+        let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+        let r = match &mut self.conn {
+            Conn::Sqlite(c) => c.execute_batch(sql).map_err(anyhow::Error::from),
+            Conn::Pg(c) => c.batch_execute(sql).map_err(anyhow::Error::from),
+        };
+        r.with_context(|| format!("fleet database {}: {sql}", self.what))
+    }
+
+    /// Creates a one-time token valid until `expires`; returns the token (shown once).
+    pub fn create_token(&mut self, now: i64, expires: i64) -> Result<String> {
+        let mut b = [0u8; 24];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let token = hex(&b);
+        self.exec(
+            "INSERT INTO fleet_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
+            &[Val::S(token_hash(&token)), Val::I(now), Val::I(expires)],
+        )?;
+        Ok(token)
+    }
+
+    /// Spends `token` to enroll `key_id` under `name`, in one transaction. The token is spent
+    /// by one conditional UPDATE, so two servers sharing a database cannot both spend it.
+    pub fn enroll(
+        &mut self,
+        token: &str,
+        key_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<Agent, TokenRefusal>> {
+        self.begin()?;
+        let r = self.enroll_in_tx(token, key_id, name, now);
+        let ok = matches!(r, Ok(Ok(_)));
+        match self.end(ok) {
+            Ok(()) => r,
+            Err(e) => {
+                let _ = self.end(false);
+                Err(e)
+            }
+        }
+    }
+
+    fn enroll_in_tx(
+        &mut self,
+        token: &str,
+        key_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<Agent, TokenRefusal>> {
+        let h = Val::S(token_hash(token));
+        let spent = self.exec(
+            "UPDATE fleet_tokens SET used = ?1 WHERE hash = ?2 AND used IS NULL AND expires > ?1",
+            &[Val::I(now), h.clone()],
+        )?;
+        if spent != 1 {
+            let row = self.query("SELECT expires, used FROM fleet_tokens WHERE hash = ?1", &[h])?;
+            return Ok(Err(match row.first().map(|r| (r[0].i(), r[1].opt_i())) {
+                None => TokenRefusal::Unknown,
+                Some((_, Some(_))) => TokenRefusal::Used,
+                Some(_) => TokenRefusal::Expired,
+            }));
+        }
+        if !self
+            .query(
+                "SELECT device FROM fleet_agents WHERE key_id = ?1",
+                &[Val::S(key_id.to_owned())],
+            )?
+            .is_empty()
+        {
+            return Ok(Err(TokenRefusal::KeyEnrolled));
+        }
+        let device = self
+            .query(
+                "INSERT INTO fleet_agents (device, key_id, name, enrolled)
+                 SELECT COALESCE(MAX(device), 0) + 1, ?1, ?2, ?3 FROM fleet_agents RETURNING device",
+                &[Val::S(key_id.to_owned()), Val::S(name.to_owned()), Val::I(now)],
+            )?
+            .first()
+            .map_or(0, |r| r[0].i());
+        if !(1..=i64::from(u32::MAX)).contains(&device) {
+            anyhow::bail!("fleet database {}: no device id left", self.what);
+        }
+        self.exec(
+            "UPDATE fleet_tokens SET device = ?1 WHERE hash = ?2",
+            &[Val::I(device), h],
+        )?;
+        Ok(Ok(Agent {
+            device: store::DeviceId(device as u32),
+            key_id: key_id.to_owned(),
+            name: name.to_owned(),
+            enrolled: now,
+            revoked: None,
+            last_seq: 0,
+        }))
+    }
+
+    fn agents_where(&mut self, clause: &str, p: &[Val]) -> Result<Vec<Agent>> {
+        let sql = format!(
+            "SELECT a.device, a.key_id, a.name, a.enrolled, a.revoked,
+                    COALESCE((SELECT MAX(seq) FROM fleet_batches b WHERE b.device = a.device), 0)
+             FROM fleet_agents a {clause} ORDER BY a.device"
+        );
+        Ok(self
+            .query(&sql, p)?
+            .into_iter()
+            .map(|r| Agent {
+                device: store::DeviceId(r[0].i() as u32),
+                key_id: r[1].s(),
+                name: r[2].s(),
+                enrolled: r[3].i(),
+                revoked: r[4].opt_i(),
+                last_seq: r[5].i() as u64,
+            })
+            .collect())
+    }
+
+    /// The agent with this key id, if enrolled (revoked or not).
+    pub fn agent_by_key(&mut self, key_id: &str) -> Result<Option<Agent>> {
+        Ok(self
+            .agents_where("WHERE a.key_id = ?1", &[Val::S(key_id.to_owned())])?
+            .pop())
+    }
+
+    /// Every enrolled agent, by device id.
+    pub fn agents(&mut self) -> Result<Vec<Agent>> {
+        self.agents_where("", &[])
+    }
+
+    /// Renames device `device`; false when there is no such agent.
+    pub fn rename(&mut self, device: u32, name: &str) -> Result<bool> {
+        Ok(self.exec(
+            "UPDATE fleet_agents SET name = ?1 WHERE device = ?2",
+            &[Val::S(name.to_owned()), Val::I(i64::from(device))],
+        )? == 1)
+    }
+
+    /// Revokes device `device` (its key is refused from now on; its records stay).
+    pub fn revoke(&mut self, device: u32, now: i64) -> Result<bool> {
+        Ok(self.exec(
+            "UPDATE fleet_agents SET revoked = ?1 WHERE device = ?2 AND revoked IS NULL",
+            &[Val::I(now), Val::I(i64::from(device))],
+        )? == 1)
+    }
+
+    /// Stores a batch once: a (device, seq) already present is a duplicate and changes nothing.
+    /// Returns after the commit.
+    pub fn commit_batch(
+        &mut self,
+        device: store::DeviceId,
+        seq: u64,
+        body: &str,
+        records: usize,
+        now: i64,
+    ) -> Result<Commit> {
+        let n = self.exec(
+            "INSERT INTO fleet_batches (device, seq, received, records, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device, seq) DO NOTHING",
+            &[
+                Val::I(i64::from(device.0)),
+                Val::I(seq as i64),
+                Val::I(now),
+                Val::I(records as i64),
+                Val::S(body.to_owned()),
+            ],
+        )?;
+        Ok(if n == 1 {
+            Commit::Stored { records }
+        } else {
+            Commit::Duplicate
+        })
+    }
+
+    /// The records stored for `device`, as JSON lines in sequence order.
+    #[allow(
+        dead_code,
+        reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+    )]
+    pub fn records(&mut self, device: store::DeviceId) -> Result<Vec<String>> {
+        let rows = self.query(
+            "SELECT body FROM fleet_batches WHERE device = ?1 ORDER BY seq",
+            &[Val::I(i64::from(device.0))],
+        )?;
+        Ok(rows
+            .iter()
+            .flat_map(|r| r[0].s().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect())
+    }
+}
+
+fn pg_params(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Val::I(i) => Box::new(*i),
+                Val::S(s) => Box::new(s.clone()),
+                Val::Null => Box::new(None::<i64>),
+            }
+        })
+        .collect()
+}

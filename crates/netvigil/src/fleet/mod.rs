@@ -1,0 +1,191 @@
+//! Fleet mode (docs/fleet-protocol.md): agents on many machines stream their records to one
+//! server over mutually authenticated TLS 1.3. `frame` is the wire format, `identity` the keys,
+//! certificates and TLS settings, `db` the server's tables, `server` and `agent` the two ends.
+
+#[allow(
+    dead_code,
+    reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+)]
+pub mod agent;
+pub mod db;
+pub mod frame;
+pub mod identity;
+pub mod server;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+/// `netvigil server`: receive agents' records.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// Address to listen on for agents.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8078")]
+    pub listen: std::net::SocketAddr,
+    /// Where the server keeps its TLS key, and (without --db) its agents and records (SQLite).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep agents and records in PostgreSQL instead (postgres://USER@HOST:PORT/DATABASE);
+    /// several servers may share one database.
+    #[arg(long, value_name = "URL", global = true)]
+    pub db: Option<String>,
+}
+
+/// Admin commands of the server.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServerCommand {
+    /// Create a one-time enrollment token (printed once, with the server's fingerprint).
+    Token {
+        /// How long the token stays valid: 30m, 1h, 2d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List enrolled agents.
+    Agents,
+    /// Rename an agent.
+    Rename { device: u32, name: String },
+    /// Revoke an agent: its key is refused from now on (its records stay).
+    Revoke { device: u32 },
+}
+
+/// `netvigil agent`: this machine as a fleet agent.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+/// Agent commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Register this machine's key with a server, using a token from `netvigil server token`.
+    Enroll {
+        #[arg(long, value_name = "HOST:PORT")]
+        server: String,
+        #[arg(long)]
+        token: String,
+        /// The server certificate's SHA-256, as `netvigil server token` prints it.
+        #[arg(long)]
+        fingerprint: String,
+        /// Name shown on the server (default: this machine's host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where netvigil keeps its data (the agent key goes in fleet-agent/ there).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn data_dir(d: Option<PathBuf>) -> Result<PathBuf> {
+    d.or_else(store::default_data_dir)
+        .context("no data directory: pass --data-dir DIR")
+}
+
+/// Parses "90s", "30m", "1h", "2d" into nanoseconds.
+pub fn parse_ttl(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--ttl {s}: expected a number and a unit, like 30m, 1h or 2d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        _ => bail!("--ttl {s}: unknown unit {unit:?}; use s, m, h or d"),
+    };
+    if n <= 0 || n > 30 * 86_400 / secs {
+        bail!("--ttl {s}: must be between 1 second and 30 days");
+    }
+    Ok(n * secs * 1_000_000_000)
+}
+
+/// Runs `netvigil server ...`.
+pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
+    let dir = data_dir(a.data_dir)?;
+    let target = match a.db {
+        Some(url) => db::Target::Postgres(url),
+        None => db::Target::Dir(dir.clone()),
+    };
+    let now = server::now_ns();
+    match a.command {
+        None => {
+            let s = server::Server::start(&dir, &target, a.listen)?;
+            eprintln!(
+                "netvigil server: listening on {} (data in {})",
+                s.local_addr(),
+                dir.display()
+            );
+            eprintln!("netvigil server: certificate fingerprint {}", s.fingerprint());
+            s.wait();
+        }
+        Some(ServerCommand::Token { ttl }) => {
+            let ttl = parse_ttl(&ttl)?;
+            let id = server::server_identity(&dir)?;
+            let token = db::FleetDb::open(&target)?.create_token(now, now + ttl)?;
+            println!("token:       {token}");
+            println!("fingerprint: {}", id.fingerprint());
+            println!(
+                "on the agent: netvigil agent enroll --server HOST:PORT --token {token} --fingerprint {}",
+                id.fingerprint()
+            );
+        }
+        Some(ServerCommand::Agents) => {
+            for ag in db::FleetDb::open(&target)?.agents()? {
+                let state = if ag.revoked.is_some() { "revoked" } else { "active" };
+                println!(
+                    "{:>5}  {:<24} {:<8} key {}  last batch {}",
+                    ag.device.0,
+                    ag.name,
+                    state,
+                    &ag.key_id[..16],
+                    ag.last_seq
+                );
+            }
+        }
+        Some(ServerCommand::Rename { device, name }) => {
+            if !db::FleetDb::open(&target)?.rename(device, &name)? {
+                bail!("no agent with device id {device} (see netvigil server agents)");
+            }
+        }
+        Some(ServerCommand::Revoke { device }) => {
+            if !db::FleetDb::open(&target)?.revoke(device, now)? {
+                bail!("no active agent with device id {device} (see netvigil server agents)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `netvigil agent ...`.
+pub fn run_agent(a: AgentArgs) -> Result<ExitCode> {
+    match a.command {
+        AgentCommand::Enroll {
+            server,
+            token,
+            fingerprint,
+            name,
+            data_dir: d,
+        } => {
+            let dir = data_dir(d)?;
+            let name = name
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .unwrap_or_default();
+            let e = agent::enroll(&dir, &server, &token, &fingerprint, &name)?;
+            println!("enrolled with {} as device {}", e.server, e.device);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,605 @@
+//! Fleet tests over real TLS on 127.0.0.1 with real SQLite files in temporary directories.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::agent::{self, Backoff, Uplink, UplinkConfig};
+use super::db::{FleetDb, Target};
+use super::frame::{self, AckStatus, ErrorCode, Frame};
+use super::identity::{self, Identity};
+use super::server::{self, Server};
+
+struct Tmp(PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn tmp(tag: &str) -> Tmp {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let d = std::env::temp_dir().join(format!("nv-fleet-{tag}-{}", identity::hex(&b)));
+    std::fs::create_dir_all(&d).unwrap();
+    Tmp(d)
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn token(dir: &Path, ttl_ns: i64) -> String {
+    let now = server::now_ns();
+    FleetDb::open_dir(dir)
+        .unwrap()
+        .create_token(now, now + ttl_ns)
+        .unwrap()
+}
+
+const HOUR: i64 = 3_600_000_000_000;
+
+fn rec(i: usize) -> String {
+    format!("{{\"type\":\"flow\",\"v\":1,\"id\":{i}}}")
+}
+
+fn stored(dir: &Path, device: u32) -> Vec<String> {
+    FleetDb::open_dir(dir)
+        .unwrap()
+        .records(store::DeviceId(device))
+        .unwrap()
+}
+
+/// A session for an enrolled identity: Hello, then the server's answer.
+fn hello(s: &Server, id: &Identity) -> (agent::Conn, Frame) {
+    let mut c = agent::connect(s.local_addr(), id, s.fingerprint(), Duration::from_secs(5)).unwrap();
+    frame::write_frame(&mut c, &Frame::Hello).unwrap();
+    let f = frame::read_frame(&mut c).unwrap();
+    (c, f)
+}
+
+fn send(c: &mut agent::Conn, seq: u64, body: &str) -> Frame {
+    frame::write_frame(
+        c,
+        &Frame::Batch {
+            seq,
+            records: body.to_owned(),
+        },
+    )
+    .unwrap();
+    frame::read_frame(c).unwrap()
+}
+
+#[test]
+fn enrollment_works_once_and_the_token_cannot_be_reused() {
+    let (sd, ad, ad2) = (tmp("srv"), tmp("agent"), tmp("agent2"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let t = token(&sd.0, HOUR);
+    let addr = s.local_addr().to_string();
+    let e = agent::enroll(&ad.0, &addr, &t, s.fingerprint(), "laptop").unwrap();
+    assert!(e.device >= 1);
+    let agents = FleetDb::open_dir(&sd.0).unwrap().agents().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0].name, "laptop");
+    let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+    assert_eq!(
+        agents[0].key_id,
+        id.key_id(),
+        "the server knows the agent by its key"
+    );
+    // Reuse by another machine: refused, nothing created.
+    let err = agent::enroll(&ad2.0, &addr, &t, s.fingerprint(), "thief").unwrap_err();
+    assert!(format!("{err:#}").contains("already used"), "{err:#}");
+    assert_eq!(FleetDb::open_dir(&sd.0).unwrap().agents().unwrap().len(), 1);
+    // A wrong fingerprint: the agent refuses the server at the handshake.
+    let t2 = token(&sd.0, HOUR);
+    let err = agent::enroll(&ad2.0, &addr, &t2, &"00".repeat(32), "x").unwrap_err();
+    assert!(format!("{err:#}").contains("handshake"), "{err:#}");
+    assert_eq!(FleetDb::open_dir(&sd.0).unwrap().agents().unwrap().len(), 1);
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let now = server::now_ns();
+    let t = FleetDb::open_dir(&sd.0)
+        .unwrap()
+        .create_token(now - 2 * HOUR, now - HOUR)
+        .unwrap();
+    let err = agent::enroll(&ad.0, &s.local_addr().to_string(), &t, s.fingerprint(), "x").unwrap_err();
+    assert!(format!("{err:#}").contains("expired"), "{err:#}");
+    assert!(FleetDb::open_dir(&sd.0).unwrap().agents().unwrap().is_empty());
+}
+
+#[test]
+fn unknown_and_revoked_keys_are_refused_and_store_nothing() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let stranger = Identity::generate("stranger").unwrap();
+    let (mut c, f) = hello(&s, &stranger);
+    assert!(
+        matches!(
+            f,
+            Frame::Error {
+                code: ErrorCode::UnknownAgent,
+                ..
+            }
+        ),
+        "{f:?}"
+    );
+    // The connection is closed after the refusal: a batch gets no ack.
+    let _ = frame::write_frame(
+        &mut c,
+        &Frame::Batch {
+            seq: 1,
+            records: rec(1) + "\n",
+        },
+    );
+    assert!(frame::read_frame(&mut c).is_err());
+
+    let e = agent::enroll(
+        &ad.0,
+        &s.local_addr().to_string(),
+        &token(&sd.0, HOUR),
+        s.fingerprint(),
+        "pc",
+    )
+    .unwrap();
+    let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+    let (mut c, f) = hello(&s, &id);
+    assert_eq!(
+        f,
+        Frame::Welcome {
+            device: e.device,
+            last_seq: 0
+        }
+    );
+    assert_eq!(
+        send(&mut c, 1, &(rec(1) + "\n")),
+        Frame::Ack {
+            seq: 1,
+            status: AckStatus::Stored
+        }
+    );
+    assert!(
+        FleetDb::open_dir(&sd.0)
+            .unwrap()
+            .revoke(e.device, server::now_ns())
+            .unwrap()
+    );
+    // The open session is refused at its next batch; a new session at Hello.
+    let f = send(&mut c, 2, &(rec(2) + "\n"));
+    assert!(
+        matches!(
+            f,
+            Frame::Error {
+                code: ErrorCode::Revoked,
+                ..
+            }
+        ),
+        "{f:?}"
+    );
+    let (_, f) = hello(&s, &id);
+    assert!(
+        matches!(
+            f,
+            Frame::Error {
+                code: ErrorCode::Revoked,
+                ..
+            }
+        ),
+        "{f:?}"
+    );
+    assert_eq!(stored(&sd.0, e.device), vec![rec(1)]);
+}
+
+#[test]
+fn a_client_without_certificate_or_with_tls12_only_is_refused() {
+    let sd = tmp("srv");
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    #[derive(Debug)]
+    struct AcceptAny;
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let id = Identity::generate("a").unwrap();
+    let handshake = |cfg: rustls::ClientConfig| -> Result<(), String> {
+        let tcp = std::net::TcpStream::connect(s.local_addr()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("netvigil-server").unwrap();
+        let mut tls = rustls::StreamOwned::new(
+            rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap(),
+            tcp,
+        );
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+        }
+        // TLS 1.3 client auth failures surface on the first read after the handshake.
+        frame::write_frame(&mut tls, &Frame::Hello).map_err(|e| e.to_string())?;
+        frame::read_frame(&mut tls).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let tls12 = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+        .with_client_auth_cert(vec![id.cert.clone()], id.private_key())
+        .unwrap();
+    let err = handshake(tls12).unwrap_err();
+    assert!(
+        err.to_lowercase().contains("version") || err.contains("alert"),
+        "{err}"
+    );
+    let no_cert = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+        .with_no_client_auth();
+    let err = handshake(no_cert).unwrap_err();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[test]
+fn a_batch_is_stored_once_when_the_ack_is_lost_or_the_server_restarts() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let e = agent::enroll(
+        &ad.0,
+        &s.local_addr().to_string(),
+        &token(&sd.0, HOUR),
+        s.fingerprint(),
+        "pc",
+    )
+    .unwrap();
+    let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+    let body = format!("{}\n{}\n", rec(1), rec(2));
+    // Ack lost: send, drop the connection before reading the answer.
+    {
+        let (mut c, _) = hello(&s, &id);
+        frame::write_frame(
+            &mut c,
+            &Frame::Batch {
+                seq: 1,
+                records: body.clone(),
+            },
+        )
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored(&sd.0, e.device).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut c, _) = hello(&s, &id);
+    assert_eq!(
+        send(&mut c, 1, &body),
+        Frame::Ack {
+            seq: 1,
+            status: AckStatus::Duplicate
+        }
+    );
+    drop(c);
+    // Server restarted on the same data: still a duplicate.
+    let fp = s.fingerprint().to_owned();
+    s.stop();
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    assert_eq!(s.fingerprint(), fp, "the server keeps its certificate");
+    let (mut c, f) = hello(&s, &id);
+    assert_eq!(
+        f,
+        Frame::Welcome {
+            device: e.device,
+            last_seq: 1
+        }
+    );
+    assert_eq!(
+        send(&mut c, 1, &body),
+        Frame::Ack {
+            seq: 1,
+            status: AckStatus::Duplicate
+        }
+    );
+    assert_eq!(
+        send(&mut c, 2, &(rec(3) + "\n")),
+        Frame::Ack {
+            seq: 2,
+            status: AckStatus::Stored
+        }
+    );
+    // Garbage records are refused, not stored.
+    assert!(matches!(
+        send(&mut c, 3, "not json\n"),
+        Frame::Error {
+            code: ErrorCode::BadRecords,
+            ..
+        }
+    ));
+    assert_eq!(stored(&sd.0, e.device), vec![rec(1), rec(2), rec(3)]);
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_spool_keeps_records_while_the_server_is_down_and_delivers_them_later() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let addr = s.local_addr();
+    let e = agent::enroll(
+        &ad.0,
+        &addr.to_string(),
+        &token(&sd.0, HOUR),
+        s.fingerprint(),
+        "pc",
+    )
+    .unwrap();
+    let mut cfg = UplinkConfig::new(&ad.0);
+    cfg.batch_records = 10;
+    cfg.batch_age = Duration::from_millis(50);
+    cfg.backoff = Backoff::new(Duration::from_millis(20), 1.6, Duration::from_millis(200));
+    cfg.timeout = Duration::from_secs(5);
+    let up = Uplink::start(cfg.clone()).unwrap();
+    for i in 0..25 {
+        up.push(rec(i));
+    }
+    wait_for("first delivery", Duration::from_secs(10), || {
+        up.stats().delivered_records == 25
+    });
+    s.stop();
+    for i in 25..60 {
+        up.push(rec(i));
+    }
+    wait_for("spooling", Duration::from_secs(10), || {
+        up.stats().spooled_batches == 4
+    });
+    assert!(up.stats().last_error.is_some());
+    assert_eq!(stored(&sd.0, e.device).len(), 25);
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), addr).unwrap();
+    wait_for("delivery after restart", Duration::from_secs(10), || {
+        up.stats().delivered_records == 60
+    });
+    let st = up.close(Duration::from_secs(2));
+    assert_eq!(
+        (st.spooled_batches, st.dropped_records, st.dropped_queue_full),
+        (0, 0, 0)
+    );
+    let got = stored(&sd.0, e.device);
+    assert_eq!(
+        got,
+        (0..60).map(rec).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
+    drop(s);
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_batches_and_counts_them() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let addr = s.local_addr();
+    let e = agent::enroll(
+        &ad.0,
+        &addr.to_string(),
+        &token(&sd.0, HOUR),
+        s.fingerprint(),
+        "pc",
+    )
+    .unwrap();
+    s.stop();
+    let mut cfg = UplinkConfig::new(&ad.0);
+    cfg.batch_records = 10;
+    cfg.batch_age = Duration::from_secs(60);
+    cfg.backoff = Backoff::new(Duration::from_millis(20), 1.6, Duration::from_millis(100));
+    let batch_bytes: u64 = (0..10).map(|i| rec(i).len() as u64 + 1).sum();
+    cfg.max_spool_bytes = batch_bytes * 3 + 5; // room for 3 batches of ids 0..10
+    let up = Uplink::start(cfg.clone()).unwrap();
+    for i in 0..50 {
+        up.push(rec(i % 10));
+    }
+    wait_for("spooling", Duration::from_secs(10), || {
+        up.stats().dropped_records == 20
+    });
+    assert_eq!(up.stats().spooled_batches, 3);
+    let st = up.close(Duration::from_millis(100));
+    assert_eq!(st.dropped_records, 20);
+    // A new uplink on the same spool delivers the three newest batches with new sequence numbers.
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), addr).unwrap();
+    let up = Uplink::start(cfg).unwrap();
+    wait_for("delivery", Duration::from_secs(10), || {
+        up.stats().delivered_batches == 3
+    });
+    up.push(rec(99));
+    let st = up.close(Duration::from_secs(5));
+    assert_eq!(st.spooled_batches, 0);
+    let mut db = FleetDb::open_dir(&sd.0).unwrap();
+    assert_eq!(
+        db.agent_by_key(
+            &Identity::load_or_create(&agent::agent_dir(&ad.0), "x")
+                .unwrap()
+                .key_id()
+        )
+        .unwrap()
+        .unwrap()
+        .last_seq,
+        6
+    );
+    assert_eq!(stored(&sd.0, e.device).len(), 31);
+    drop(s);
+}
+
+#[test]
+fn backoff_grows_by_1_6_with_jitter_up_to_the_cap() {
+    let mut b = Backoff::default();
+    let mid: Vec<u64> = (0..12).map(|_| b.delay(0.5).as_millis() as u64).collect();
+    assert_eq!(&mid[..4], &[1000, 1600, 2560, 4096]);
+    assert_eq!(*mid.last().unwrap(), 120_000);
+    let mut b = Backoff::default();
+    let (lo, hi) = (b.clone().delay(0.0), b.delay(0.999));
+    assert!(lo >= Duration::from_millis(800) && hi <= Duration::from_millis(1200) && lo < hi);
+    b.reset();
+    assert_eq!(b.delay(0.5), Duration::from_secs(1));
+}
+
+#[test]
+fn ttl_parsing_names_the_problem() {
+    assert_eq!(super::parse_ttl("1h").unwrap(), HOUR);
+    assert_eq!(super::parse_ttl("30m").unwrap(), HOUR / 2);
+    assert!(super::parse_ttl("1y").is_err());
+    assert!(super::parse_ttl("0s").is_err());
+    assert!(super::parse_ttl("").is_err());
+}
+
+/// The store crate's PostgreSQL test harness (initdb + pg_ctl in a temporary directory, unix
+/// socket only), shared rather than copied.
+#[path = "../../../store/tests/support/pg_server.rs"]
+mod pg_server;
+
+#[test]
+fn postgres_two_servers_share_one_database_and_store_each_batch_once() {
+    let Some(pg) = pg_server::shared() else { return };
+    let db = pg.create_db("nv_fleet_once");
+    let target = Target::Postgres(db.url());
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    // Two server processes' worth: same TLS identity (data dir), same database, two ports.
+    let a = Server::start(&sd.0, &target, loopback()).unwrap();
+    let b = Server::start(&sd.0, &target, loopback()).unwrap();
+    let now = server::now_ns();
+    let t = FleetDb::open(&target)
+        .unwrap()
+        .create_token(now, now + HOUR)
+        .unwrap();
+    let e = agent::enroll(&ad.0, &a.local_addr().to_string(), &t, a.fingerprint(), "pc").unwrap();
+    let err = agent::enroll(&ad.0, &b.local_addr().to_string(), &t, b.fingerprint(), "pc").unwrap_err();
+    assert!(format!("{err:#}").contains("already used"), "{err:#}");
+    let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+    let body = format!("{}\n{}\n", rec(1), rec(2));
+    let (mut ca, _) = hello(&a, &id);
+    assert_eq!(
+        send(&mut ca, 1, &body),
+        Frame::Ack {
+            seq: 1,
+            status: AckStatus::Stored
+        }
+    );
+    let (mut cb, f) = hello(&b, &id);
+    assert_eq!(
+        f,
+        Frame::Welcome {
+            device: e.device,
+            last_seq: 1
+        }
+    );
+    assert_eq!(
+        send(&mut cb, 1, &body),
+        Frame::Ack {
+            seq: 1,
+            status: AckStatus::Duplicate
+        }
+    );
+    assert_eq!(
+        send(&mut cb, 2, &(rec(3) + "\n")),
+        Frame::Ack {
+            seq: 2,
+            status: AckStatus::Stored
+        }
+    );
+    let mut fdb = FleetDb::open(&target).unwrap();
+    assert_eq!(
+        fdb.records(store::DeviceId(e.device)).unwrap(),
+        vec![rec(1), rec(2), rec(3)]
+    );
+    assert!(fdb.revoke(e.device, server::now_ns()).unwrap());
+    let (_, f) = hello(&a, &id);
+    assert!(
+        matches!(
+            f,
+            Frame::Error {
+                code: ErrorCode::Revoked,
+                ..
+            }
+        ),
+        "{f:?}"
+    );
+    // An expired token on PostgreSQL: refused, nothing created.
+    let t = fdb.create_token(now - 2 * HOUR, now - HOUR).unwrap();
+    let ad2 = tmp("agent2");
+    let err = agent::enroll(&ad2.0, &a.local_addr().to_string(), &t, a.fingerprint(), "x").unwrap_err();
+    assert!(format!("{err:#}").contains("expired"), "{err:#}");
+    assert_eq!(fdb.agents().unwrap().len(), 1);
+    drop((ca, cb));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn an_agent_that_lost_its_spool_state_is_not_taken_for_a_duplicate() {
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let s = Server::start(&sd.0, &Target::Dir(sd.0.clone()), loopback()).unwrap();
+    let e = agent::enroll(
+        &ad.0,
+        &s.local_addr().to_string(),
+        &token(&sd.0, HOUR),
+        s.fingerprint(),
+        "pc",
+    )
+    .unwrap();
+    let mut cfg = UplinkConfig::new(&ad.0);
+    cfg.batch_records = 5;
+    cfg.batch_age = Duration::from_millis(30);
+    cfg.backoff = Backoff::new(Duration::from_millis(20), 1.6, Duration::from_millis(100));
+    let up = Uplink::start(cfg.clone()).unwrap();
+    for i in 0..15 {
+        up.push(rec(i));
+    }
+    wait_for("delivery", Duration::from_secs(10), || {
+        up.stats().delivered_records == 15
+    });
+    up.close(Duration::from_secs(1));
+    std::fs::remove_dir_all(&cfg.spool_dir).unwrap();
+    let up = Uplink::start(cfg).unwrap();
+    for i in 15..25 {
+        up.push(rec(i));
+    }
+    wait_for("delivery after the loss", Duration::from_secs(10), || {
+        up.stats().delivered_records == 10
+    });
+    let st = up.close(Duration::from_secs(1));
+    assert_eq!(st.duplicates, 0);
+    assert_eq!(stored(&sd.0, e.device), (0..25).map(rec).collect::<Vec<_>>());
+}
