@@ -23,7 +23,8 @@ use engine::sockets::{ProcessInfo, SockProto, SocketEntry, SocketSnapshot};
 use engine::{Engine, EngineConfig, Frame, Record};
 
 use crate::judging::Judging;
-use crate::sinks::{LiveStore, Sinks, start_web};
+use crate::sinks::{LiveStore, SelfLimits, SelfSample, SelfWatch, Sinks, start_web};
+use crate::web::metrics::Metrics;
 use os::linux::afpacket::{AfPacket, CaptureOpenError, Interfaces, RingConfig, SynWatcher};
 use os::linux::caps::{self, Cap};
 use os::linux::process::ProcessScanner;
@@ -91,6 +92,9 @@ struct FirstPacketOwners {
     /// The last owner found per (local address, remote endpoint), for connections that close
     /// before their socket can be read (hundreds a second from one client).
     recent: HashMap<(std::net::IpAddr, SocketAddr), (ProcessInfo, Instant)>,
+    /// Inodes of netvigil's own sockets, and when /proc/self/fd was last read.
+    own: HashSet<u64>,
+    own_read: Option<Instant>,
 }
 
 type Opened = (i64, Direction, SocketEntry, Option<ProcessInfo>);
@@ -201,6 +205,35 @@ impl FirstPacketOwners {
         ))
     }
 
+    /// `Some(our pid)` when `inode` is one of netvigil's own sockets (webhook deliveries, the
+    /// dashboard's accepted connections). Checked before the walk of every process's fds, which
+    /// on a busy machine takes a few hundred milliseconds for an older process such as this one
+    /// and would hold up the SYNs behind it (a short-lived client would be gone by its turn).
+    /// /proc/self/fd is re-read at most every 20 ms.
+    fn own_socket(&mut self, inode: u64) -> Option<u32> {
+        if inode == 0 {
+            return None;
+        }
+        if !self.own.contains(&inode)
+            && self
+                .own_read
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(20))
+        {
+            self.own_read = Some(Instant::now());
+            self.own.clear();
+            if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+                for fd in fds.flatten() {
+                    if let Ok(t) = std::fs::read_link(fd.path())
+                        && let Some(i) = t.to_str().and_then(os::linux::process::parse_socket_link)
+                    {
+                        self.own.insert(i);
+                    }
+                }
+            }
+        }
+        self.own.contains(&inode).then(std::process::id)
+    }
+
     /// The one process (other than netvigil) holding any of these sockets.
     fn only_holder(&mut self, inodes: impl Iterator<Item = u64>) -> Option<u32> {
         let me = std::process::id();
@@ -217,13 +250,27 @@ impl FirstPacketOwners {
     }
 
     fn new() -> Self {
+        let mut me = Self::empty();
+        // Our own facts now: the first lookup of an unpackaged binary walks the package
+        // database (a few hundred ms), and netvigil's own connections (webhook deliveries, the
+        // dashboard's clients) would otherwise pay it in the middle of traffic, holding up the
+        // packets queued behind it (a short-lived client is gone by its turn).
+        let _ = me.procs.info(std::process::id());
+        me
+    }
+
+    /// Without the warm-up (when there is no capture to serve).
+    fn empty() -> Self {
+        let procs = ProcessScanner::new();
         Self {
             diag: SockDiag::open().ok(),
-            procs: ProcessScanner::new(),
+            procs,
             udp_seen: HashSet::new(),
             inbound: HashMap::new(),
             syn_watcher: false,
             recent: HashMap::new(),
+            own: HashSet::new(),
+            own_read: None,
         }
     }
 
@@ -346,7 +393,9 @@ impl FirstPacketOwners {
             }
             self.inbound.remove(&(local, remote));
         }
-        let pid = self.procs.find_inode(entry.inode);
+        let pid = self
+            .own_socket(entry.inode)
+            .or_else(|| self.procs.find_inode(entry.inode));
         let mut process = pid.and_then(|p| self.procs.info(p));
         if process.is_none() && direction == Direction::Outbound {
             // The socket closed between the two lookups: infer, as above.
@@ -471,6 +520,14 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     };
     let stop = os::linux::signals::stop_flag().context("installing signal handlers")?;
     let deadline = opts.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    // The owner lookups of the capture and SYN-watcher threads, built before their sockets open
+    // (each warms up netvigil's own process facts, see FirstPacketOwners::new): no packet waits
+    // for that, and "capturing" below is said when the threads are ready.
+    let (syn_owners, cap_owners) = if opts.no_capture {
+        (FirstPacketOwners::empty(), FirstPacketOwners::empty())
+    } else {
+        (FirstPacketOwners::new(), FirstPacketOwners::new())
+    };
     // Open the capture first, then drop the privileges it needed.
     let capture = if opts.no_capture {
         None
@@ -555,18 +612,22 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             Some(
                 std::thread::Builder::new()
                     .name("syn-owners".into())
-                    .spawn(move || syn_loop(w, tx, stop, dropped))
+                    .spawn(move || syn_loop(w, syn_owners, tx, stop, dropped))
                     .expect("spawn the SYN watcher thread"),
             )
         }
         _ => None,
     };
     let has_watcher = syn_thread.is_some();
+    let kernel_drops = Arc::new(AtomicU64::new(0));
     let capture_thread = capture.map(|cap| {
         let dropped = Arc::clone(&dropped_batches);
+        let drops = Arc::clone(&kernel_drops);
+        let mut owners = cap_owners;
+        owners.syn_watcher = has_watcher;
         std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(cap, tx, stop, dropped, has_watcher))
+            .spawn(move || capture_loop(cap, owners, tx, stop, dropped, drops))
             .expect("spawn the capture thread")
     });
 
@@ -596,8 +657,14 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         None
     };
     let mut judging = Judging::new(conf.judge.clone(), resolver);
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .started_s
+        .store((now_nanos() / 1_000_000_000).max(0) as u64, Ordering::Relaxed);
+    let mut self_watch = SelfWatch::new(SelfLimits::default());
     let mut sinks = Sinks {
         every_connection: conf.alerts.every_connection,
+        metrics: Arc::clone(&metrics),
         ..Sinks::default()
     };
     if conf.store.enabled && !flags.no_store {
@@ -614,7 +681,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     }
     if conf.web.enabled {
         let db = sinks.store.as_ref().map(|s| s.path.clone());
-        let (view, server) = start_web(conf.web.listen, db, &judging.judge.config)?;
+        let (view, server) = start_web(conf.web.listen, db, &judging.judge.config, Arc::clone(&metrics))?;
         sinks.view = Some(view);
         sinks.server = Some(server);
     }
@@ -788,6 +855,22 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
+            // Watching itself: counters for /metrics, and alerts past the limits.
+            let store_stats = sinks.update_metrics();
+            let drops = kernel_drops.load(Ordering::Relaxed);
+            let me = SelfSample::read(drops, store_stats.as_ref());
+            if let Some(c) = self_watch.observe(&me, now_nanos(), &mut judging.alerts) {
+                metrics.set_cpu_percent(c);
+            }
+            metrics.rss_bytes.store(me.rss_bytes, Ordering::Relaxed);
+            metrics.kernel_drops.store(drops, Ordering::Relaxed);
+            metrics.packets.store(engine.stats().frames, Ordering::Relaxed);
+            metrics
+                .flows_created
+                .store(engine.flow_counters().created, Ordering::Relaxed);
+            metrics
+                .batches_lost
+                .store(dropped_batches.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         write_records(
             &mut out,
@@ -815,7 +898,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         }
     }
     drop(rx);
-    let kernel_drops = capture_thread.and_then(|t| t.join().ok()).unwrap_or(0);
+    let final_drops = capture_thread.and_then(|t| t.join().ok()).unwrap_or(0);
     if let Some(t) = syn_thread {
         let _ = t.join();
     }
@@ -836,7 +919,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     eprintln!(
         "netvigil: stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
         s.frames,
-        kernel_drops,
+        final_drops,
         c.created,
         tracker.stats.opened,
         attribution.unattributed,
@@ -891,8 +974,13 @@ fn write_records(
 }
 
 /// Looks up the owner of every outbound connection the moment its SYN leaves.
-fn syn_loop(mut watcher: SynWatcher, tx: SyncSender<Batch>, stop: &AtomicBool, dropped: Arc<AtomicU64>) {
-    let mut owners = FirstPacketOwners::new();
+fn syn_loop(
+    mut watcher: SynWatcher,
+    mut owners: FirstPacketOwners,
+    tx: SyncSender<Batch>,
+    stop: &AtomicBool,
+    dropped: Arc<AtomicU64>,
+) {
     while !stop.load(Ordering::SeqCst) {
         let found = match watcher.next_syn() {
             Ok(Some(f)) if f.outgoing => owners.on_outgoing(now_nanos(), LinkType::ETHERNET, f.data),
@@ -916,16 +1004,24 @@ fn syn_loop(mut watcher: SynWatcher, tx: SyncSender<Batch>, stop: &AtomicBool, d
     }
 }
 
+/// Reads the rings until `stop`; every second the kernel's drop total goes to `kernel_drops`.
+/// Returns the final total.
 fn capture_loop(
     mut cap: AfPacket,
+    mut owners: FirstPacketOwners,
     tx: SyncSender<Batch>,
     stop: &AtomicBool,
     dropped: Arc<AtomicU64>,
-    syn_watcher: bool,
+    kernel_drops: Arc<AtomicU64>,
 ) -> u64 {
-    let mut owners = FirstPacketOwners::new();
-    owners.syn_watcher = syn_watcher;
+    let mut last_stats = Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Ok(st) = cap.stats() {
+                kernel_drops.store(st.total_drops, Ordering::Relaxed);
+            }
+        }
         let mut batch = Batch::default();
         let r = cap.next_batch(Duration::from_millis(250), |f| {
             if f.outgoing
@@ -955,5 +1051,10 @@ fn capture_loop(
             break;
         }
     }
-    cap.stats().map(|st| st.total_drops).unwrap_or(0)
+    let total = cap
+        .stats()
+        .map(|st| st.total_drops)
+        .unwrap_or_else(|_| kernel_drops.load(Ordering::Relaxed));
+    kernel_drops.store(total, Ordering::Relaxed);
+    total
 }

@@ -7,12 +7,16 @@
 mod config;
 mod connections;
 mod doctor;
+mod fleet;
 mod history;
+mod https;
 mod judging;
 mod live;
 mod notify;
+mod rdap_fetch;
 mod read;
 mod sinks;
+mod status;
 mod summary;
 mod units;
 mod web;
@@ -24,10 +28,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// See every connection on this machine, tied to the program that made it.
 #[derive(Debug, Parser)]
-#[command(name = "netvigil", version, about, long_about = None, arg_required_else_help = true)]
+#[command(name = "netvigil", version, about, long_about = None)]
 struct Cli {
+    /// What to do; without one, `run` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
     /// Configuration file (default: $XDG_CONFIG_HOME/netvigil/config.toml, or
     /// ~/.config/netvigil/config.toml; a missing default file means every default applies).
     #[arg(long, global = true, value_name = "PATH")]
@@ -39,8 +44,11 @@ enum Command {
     /// Read packet captures (pcap or pcapng, any extension; "-" for standard input) and report
     /// their flows.
     Read(ReadArgs),
-    /// Watch this machine live: packet capture when privileged, the socket table always.
+    /// Watch this machine live: packet capture when privileged, the socket table always. The
+    /// default command.
     Run(RunArgs),
+    /// Ask the running instance (its dashboard's /metrics) how it is doing.
+    Status(status::StatusArgs),
     /// One snapshot of this machine's connections, grouped by the program that owns them.
     Connections(ConnectionsArgs),
     /// What this machine allows netvigil to see, and the exact commands to grant what is missing.
@@ -58,6 +66,11 @@ enum Command {
     /// The configuration: check the file, print the effective settings (--print), or send a
     /// test alert through every channel (--test-alert).
     Config(config::cli::ConfigArgs),
+    /// Fleet server: receive the records of enrolled agents (TLS 1.3, mutual authentication);
+    /// `server token` makes enrollment tokens, `server agents|rename|revoke` manages agents.
+    Server(fleet::ServerArgs),
+    /// Fleet agent: `agent enroll` registers this machine with a server.
+    Agent(fleet::AgentArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,9 +181,20 @@ pub enum Format {
     Csv,
 }
 
+/// `run`'s flags at their defaults (for `netvigil` without a command).
+fn default_run_args() -> RunArgs {
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    Only::parse_from(["netvigil"]).run
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let command = cli.command.unwrap_or_else(|| Command::Run(default_run_args()));
+    let result = match command {
         Command::Read(args) => read::run(&args),
         Command::Run(a) => live::run(&live::RunOptions {
             events: a.events,
@@ -187,6 +211,7 @@ fn main() -> ExitCode {
             no_store: a.no_store,
             listen: a.listen,
         }),
+        Command::Status(a) => status::run(&a, cli.config.as_deref()),
         Command::Connections(a) => connections::run(&a),
         Command::Doctor => doctor::run(),
         Command::History(a) => history::history(&a),
@@ -195,6 +220,8 @@ fn main() -> ExitCode {
         Command::Purge(a) => history::purge(&a),
         Command::Digest(a) => history::digest(&a),
         Command::Config(a) => config::cli::run(&a, cli.config.as_deref()),
+        Command::Server(a) => fleet::run_server(a),
+        Command::Agent(a) => fleet::run_agent(a),
     };
     match result {
         Ok(code) => code,

@@ -61,6 +61,9 @@ pub enum Rule {
     UncommonPort,
     VolumeSpike,
     UploadBurst,
+    /// netvigil watching itself (its CPU, memory, capture drops, store): raised by the live
+    /// monitor, never by [`Alerter`].
+    SelfWatch,
 }
 
 impl Rule {
@@ -74,6 +77,7 @@ impl Rule {
             Rule::UncommonPort => "uncommon_port",
             Rule::VolumeSpike => "volume_spike",
             Rule::UploadBurst => "upload_burst",
+            Rule::SelfWatch => "self_watch",
         }
     }
 }

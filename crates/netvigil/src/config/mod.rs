@@ -29,7 +29,7 @@ pub use units::{RateLimit, format_time};
 
 /// Every rule an alert can come from, in a fixed order, plus the `connection` notices of the
 /// "every connection" mode ([`CONNECTION_RULE`]).
-pub const RULES: [Rule; 8] = [
+pub const RULES: [Rule; 9] = [
     Rule::NewApp,
     Rule::NewRemote,
     Rule::IdleRestart,
@@ -38,6 +38,7 @@ pub const RULES: [Rule; 8] = [
     Rule::UncommonPort,
     Rule::VolumeSpike,
     Rule::UploadBurst,
+    Rule::SelfWatch,
 ];
 
 /// The rule name of the opt-in "every new connection" notices.
@@ -58,6 +59,7 @@ const _: fn(Rule) -> usize = |r| match r {
     Rule::UncommonPort => 5,
     Rule::VolumeSpike => 6,
     Rule::UploadBurst => 7,
+    Rule::SelfWatch => 8,
 };
 
 /// The whole configuration, defaults filled in.

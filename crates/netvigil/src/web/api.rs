@@ -38,6 +38,7 @@ pub struct AppState {
     hosts: Arc<Vec<String>>,
     shutdown: watch::Receiver<bool>,
     heartbeat: Duration,
+    metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
             hosts: Arc::new(hosts),
             shutdown,
             heartbeat: o.heartbeat,
+            metrics: o.metrics.clone(),
         }
     }
 }
@@ -79,6 +81,7 @@ pub fn router(st: AppState) -> Router {
         .route("/api/export", get(export))
         .route("/api/settings", get(get_settings).post(post_settings))
         .route("/api/events", get(events))
+        .route("/metrics", get(metrics))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such page or route; see docs/api.md") })
         .layer(middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)
@@ -214,6 +217,24 @@ async fn alerts(State(st): State<AppState>) -> Response {
 
 async fn health(State(st): State<AppState>) -> Response {
     axum::Json(st.view.health_json()).into_response()
+}
+
+/// Prometheus text exposition of the pipeline's counters.
+async fn metrics(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(m) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            m.render(),
+        )
+            .into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            "no metrics: this dashboard is not served by `netvigil run`",
+        ),
+    }
 }
 
 async fn whois(State(st): State<AppState>, UrlPath(ip): UrlPath<String>) -> Response {

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod health;
+pub mod metrics;
 pub mod settings;
 pub mod state;
 
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     pub proc_root: PathBuf,
     /// Seconds between SSE heartbeats.
     pub heartbeat: Duration,
+    /// The pipeline's counters for `GET /metrics` (`None`: that route says there are none).
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 impl ServeOptions {
@@ -66,6 +69,7 @@ impl ServeOptions {
             sample_every: Some(Duration::from_secs(2)),
             proc_root: PathBuf::from("/proc"),
             heartbeat: Duration::from_secs(5),
+            metrics: None,
         }
     }
 }
