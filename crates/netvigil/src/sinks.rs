@@ -281,6 +281,11 @@ pub fn start_web(
     let mut opts = web::ServeOptions::new(db, secret);
     opts.addr = listen;
     opts.metrics = Some(metrics);
+    // RDAP on demand: the IANA bootstrap is kept beside the database once fetched.
+    match crate::rdap_fetch::Rdap::new(opts.store_path.as_deref().and_then(std::path::Path::parent)) {
+        Ok(r) => opts.rdap = Some(Arc::new(r)),
+        Err(e) => eprintln!("netvigil: warning: whois (RDAP) lookups are off: {e}"),
+    }
     let handle = web::serve(Arc::clone(&view), opts).map_err(anyhow::Error::msg)?;
     eprintln!("netvigil: dashboard on http://{listen}/");
     Ok((view, handle))

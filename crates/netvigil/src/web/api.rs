@@ -39,6 +39,7 @@ pub struct AppState {
     shutdown: watch::Receiver<bool>,
     heartbeat: Duration,
     metrics: Option<Arc<super::metrics::Metrics>>,
+    rdap: Option<Arc<crate::rdap_fetch::Rdap>>,
 }
 
 impl AppState {
@@ -55,6 +56,7 @@ impl AppState {
             shutdown,
             heartbeat: o.heartbeat,
             metrics: o.metrics.clone(),
+            rdap: o.rdap.clone(),
         }
     }
 }
@@ -238,13 +240,28 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 async fn whois(State(st): State<AppState>, UrlPath(ip): UrlPath<String>) -> Response {
-    match ip.parse::<IpAddr>() {
-        Ok(a) => axum::Json(st.view.whois_json(a)).into_response(),
-        Err(_) => err(
+    let Ok(a) = ip.parse::<IpAddr>() else {
+        return err(
             StatusCode::BAD_REQUEST,
             format!("\"{ip}\" is not an IP address (e.g. 93.184.216.34 or 2606:4700::1)"),
-        ),
+        );
+    };
+    let mut v = st.view.whois_json(a);
+    // RDAP on demand (cached 24 h): only for public addresses, off the async executor.
+    if let Some(r) = st.rdap.clone()
+        && engine::judge::is_global(a)
+    {
+        v["rdap"] = match tokio::task::spawn_blocking(move || r.lookup(a)).await {
+            Ok(Ok(w)) => {
+                let mut o = serde_json::to_value(&w).unwrap_or_default();
+                o["available"] = true.into();
+                o
+            }
+            Ok(Err(e)) => serde_json::json!({"available": false, "error": e.to_string()}),
+            Err(_) => serde_json::json!({"available": false, "error": "the lookup thread failed"}),
+        };
     }
+    axum::Json(v).into_response()
 }
 
 async fn process(State(st): State<AppState>, UrlPath(pid): UrlPath<String>) -> Response {

@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub heartbeat: Duration,
     /// The pipeline's counters for `GET /metrics` (`None`: that route says there are none).
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// RDAP (whois) lookups for `/api/whois/{ip}` (`None`: the route answers from what the view
+    /// knows and says RDAP is off).
+    pub rdap: Option<Arc<crate::rdap_fetch::Rdap>>,
 }
 
 impl ServeOptions {
@@ -70,6 +73,7 @@ impl ServeOptions {
             proc_root: PathBuf::from("/proc"),
             heartbeat: Duration::from_secs(5),
             metrics: None,
+            rdap: None,
         }
     }
 }

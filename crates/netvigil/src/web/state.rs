@@ -661,8 +661,8 @@ impl LiveView {
             "connections": conns,
             "rdap": {
                 "available": false,
-                "note": "RDAP/whois lookups (network name, CIDR, registrant) are not built yet; \
-                         org, ASN and country come from the local place databases",
+                "note": "RDAP (whois) is looked up only for public addresses while `netvigil run` \
+                         serves the dashboard; org, ASN and country come from the local place databases",
             },
         })
     }
