@@ -13,7 +13,6 @@
 // Parts of the API have no caller outside tests yet (post_json is used by tests only).
 #![cfg_attr(not(test), allow(dead_code))]
 
-
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};

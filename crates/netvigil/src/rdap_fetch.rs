@@ -8,10 +8,9 @@
 //! `<data_dir>/rdap/` ([`BootstrapSource::Fetch`]); the file's modification time is its date,
 //! and a copy older than [`BOOTSTRAP_MAX_AGE_SECS`] is fetched again (the old copy is still
 //! used when that fails). Blocking: call [`Rdap::lookup`] from `spawn_blocking` or a thread.
-// Parts of the API have no caller outside tests yet (a configured bootstrap (Files), http_status and the free lookup function are used by tests only; the dashboard calls Rdap::lookup).
+// A configured bootstrap (`Files`), `http_status` and the free `lookup` have no caller outside
+// tests yet; the dashboard calls `Rdap::lookup`.
 #![cfg_attr(not(test), allow(dead_code))]
-
-// Until the dashboard's /api/whois/{ip} route calls `lookup` (the web module is wired apart).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
