@@ -689,6 +689,18 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         Ok((d, _off)) => sinks.notify = Some(d),
         Err(e) => eprintln!("netvigil: warning: alerts are not delivered: {e}"),
     }
+    // Fleet mode: enrolled with `netvigil agent enroll`, this machine streams its records up.
+    if let Some(dir) = &opts.data_dir
+        && crate::fleet::agent::agent_dir(dir).join("server").exists()
+    {
+        match crate::fleet::agent::Uplink::start(crate::fleet::agent::UplinkConfig::new(dir)) {
+            Ok(u) => {
+                eprintln!("netvigil: fleet agent: records go to the enrolled server");
+                sinks.uplink = Some(u);
+            }
+            Err(e) => eprintln!("netvigil: warning: fleet uplink off: {e:#}"),
+        }
+    }
     let mut tracker = ConnTracker::new();
     let mut source = SocketSource::new();
     let mut attribution = Attribution::default();
@@ -959,6 +971,7 @@ fn write_records(
         let a = judging.judge_into(&r, Some(now), line);
         line.push('\n');
         write(out, line)?;
+        sinks.line(line);
         sinks.record(&r, a.as_ref(), engine, now);
     }
     for a in judging.alerts.drain(..) {
@@ -966,6 +979,7 @@ fn write_records(
         a.write_json(line);
         line.push('\n');
         write(out, line)?;
+        sinks.line(line);
         sinks.alert(&a);
     }
     sinks.flush();

@@ -154,6 +154,8 @@ pub struct Sinks {
     pub every_connection: bool,
     /// The counters `/metrics` and `netvigil status` report.
     pub metrics: Arc<Metrics>,
+    /// Fleet mode: this machine is an enrolled agent; every record line goes to its server.
+    pub uplink: Option<crate::fleet::agent::Uplink>,
 }
 
 impl Sinks {
@@ -238,7 +240,26 @@ impl Sinks {
 
     /// Clean shutdown: the store commits and saves the baselines, queued alerts go out (a few
     /// seconds at most), the dashboard stops. Prints what each stage did.
+    /// One record's JSON line (no newline), for the fleet server.
+    pub fn line(&self, line: &str) {
+        if let Some(u) = &self.uplink {
+            u.push(line.trim_end().to_string());
+        }
+    }
+
     pub fn close(mut self, alerter: &Alerter) {
+        if let Some(u) = self.uplink.take() {
+            let s = u.close(Duration::from_secs(2));
+            eprintln!(
+                "netvigil: fleet: {} records delivered, {} batches waiting in the spool, {} records dropped{}",
+                crate::units::count(s.delivered_records),
+                s.spooled_batches,
+                s.dropped_records + s.dropped_queue_full,
+                s.last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(st) = self.store.take() {
             let path = st.path.clone();
             let s = st.close(alerter);

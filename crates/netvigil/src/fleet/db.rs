@@ -430,7 +430,7 @@ impl FleetDb {
     /// The records stored for `device`, as JSON lines in sequence order.
     #[allow(
         dead_code,
-        reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+        reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
     )]
     pub fn records(&mut self, device: store::DeviceId) -> Result<Vec<String>> {
         let rows = self.query(

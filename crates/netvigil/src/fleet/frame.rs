@@ -164,7 +164,7 @@ fn push_str16(out: &mut Vec<u8>, s: &str) {
 /// how many bytes it took.
 #[allow(
     dead_code,
-    reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+    reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
 )]
 pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     let Some(len) = buf.get(..4) else { return Ok(None) };

@@ -99,7 +99,7 @@ impl Identity {
     /// SHA-256 of the SubjectPublicKeyInfo, hex (how the server knows an agent).
     #[allow(
         dead_code,
-        reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+        reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
     )]
     pub fn key_id(&self) -> String {
         key_id(&self.cert).unwrap_or_default()

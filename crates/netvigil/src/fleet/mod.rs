@@ -2,10 +2,6 @@
 //! server over mutually authenticated TLS 1.3. `frame` is the wire format, `identity` the keys,
 //! certificates and TLS settings, `db` the server's tables, `server` and `agent` the two ends.
 
-#[allow(
-    dead_code,
-    reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
-)]
 pub mod agent;
 pub mod db;
 pub mod frame;

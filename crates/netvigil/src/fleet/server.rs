@@ -103,7 +103,7 @@ impl Server {
     /// Stops accepting and closes every open connection.
     #[allow(
         dead_code,
-        reason = "used by tests and by the pipeline once `netvigil run` wires the uplink (issue #9)"
+        reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
     )]
     pub fn stop(mut self) {
         self.halt();
