@@ -719,6 +719,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     let mut poll = base_poll;
     let mut last_poll = Instant::now() - poll;
     let mut last_tick = Instant::now();
+    let mut last_hour = 0i64;
     let mut last_refresh = Instant::now() - poll;
     loop {
         let done = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
@@ -867,6 +868,22 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
+            // At each full hour: one sentence about the hour that ended (dashboard, log), and
+            // the per-app totals start over.
+            let hour = now_nanos() / 3_600_000_000_000;
+            if hour != last_hour {
+                if last_hour != 0 && !judging.judge.apps.is_empty() {
+                    let facts = judging
+                        .judge
+                        .apps
+                        .digest_facts(engine::judge::Period::Hour, &judging.judge.config);
+                    let text = engine::judge::digest(&facts);
+                    eprintln!("netvigil: {text}");
+                    sinks.digest("hour", text, now_nanos());
+                    judging.judge.apps.clear();
+                }
+                last_hour = hour;
+            }
             // Watching itself: counters for /metrics, and alerts past the limits.
             let store_stats = sinks.update_metrics();
             let drops = kernel_drops.load(Ordering::Relaxed);

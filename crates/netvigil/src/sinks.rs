@@ -240,6 +240,13 @@ impl Sinks {
 
     /// Clean shutdown: the store commits and saves the baselines, queued alerts go out (a few
     /// seconds at most), the dashboard stops. Prints what each stage did.
+    /// A digest sentence for the dashboard.
+    pub fn digest(&self, period: &'static str, text: String, now: i64) {
+        if let Some(v) = &self.view {
+            v.set_digest(period, text, now);
+        }
+    }
+
     /// One record's JSON line (no newline), for the fleet server.
     pub fn line(&self, line: &str) {
         if let Some(u) = &self.uplink {

@@ -140,6 +140,8 @@ struct State {
     seq: u64,
     updated_ms: i64,
     tick: u64,
+    /// The last digest: (period, sentence, time in ms).
+    digest: Option<(&'static str, String, i64)>,
 }
 
 /// What the pipeline feeds and the server reads. Share it as `Arc<LiveView>`.
@@ -600,7 +602,16 @@ impl LiveView {
     pub fn alerts_json(&self) -> serde_json::Value {
         let st = self.lock();
         let v: Vec<&AlertView> = st.alerts.iter().rev().collect();
-        serde_json::json!({ "alerts": v })
+        let digest = st
+            .digest
+            .as_ref()
+            .map(|(period, text, ms)| serde_json::json!({ "period": period, "text": text, "ts_ms": ms }));
+        serde_json::json!({ "alerts": v, "digest": digest })
+    }
+
+    /// The digest of the period that just ended ("hour" or "day"), shown above the alerts.
+    pub fn set_digest(&self, period: &'static str, text: String, ts: i64) {
+        self.lock().digest = Some((period, text, ns_to_ms(ts)));
     }
 
     /// The last health sample, with the connection-state counts and top talkers.

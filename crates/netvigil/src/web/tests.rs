@@ -287,6 +287,18 @@ fn alerts_link_to_their_connection() {
     assert_eq!(a["severity"], "high");
     assert_eq!(a["rule"], "red_flag");
     assert_eq!(a["conn_id"], "tcp|10.0.0.2:40003|198.51.100.7:6667");
+    assert!(j["digest"].is_null(), "no digest before the first hour ends: {j}");
+}
+
+#[test]
+fn the_hour_digest_comes_with_the_alerts() {
+    let v = filled_view();
+    v.set_digest("hour", "This hour 2 apps talked to 3 hosts.".into(), NOW);
+    let srv = start(v, None, None);
+    let (_, j) = get_json(srv.addr, "/api/alerts");
+    assert_eq!(j["digest"]["period"], "hour");
+    assert_eq!(j["digest"]["text"], "This hour 2 apps talked to 3 hosts.");
+    assert_eq!(j["digest"]["ts_ms"], NOW / 1_000_000);
 }
 
 #[test]

@@ -70,6 +70,7 @@ async function loadAll() {
     for (const conn of app.conns) S.conns.set(conn.id, conn);
   }
   S.alerts = a.alerts;
+  S.digest = a.digest;
   S.lastUpdate = Date.now();
   render();
 }
@@ -187,6 +188,7 @@ function renderAlerts() {
   const order = { high: 0, medium: 1, low: 2, info: 3 };
   const list = [...S.alerts].sort((a, b) => order[a.severity] - order[b.severity] || b.ts_ms - a.ts_ms).slice(0, 100);
   $('alert-count').textContent = S.alerts.length ? '(' + S.alerts.length + ')' : '— none';
+  $('digest').textContent = S.digest ? 'Last ' + S.digest.period + ': ' + S.digest.text : '';
   $('alerts').replaceChildren(...list.map((a) => h('li', {
     class: a.severity, tabindex: '0', 'data-alert': a.id,
     onclick: () => { if (a.conn_id && S.conns.has(a.conn_id)) connDetail(S.conns.get(a.conn_id)); },
