@@ -868,7 +868,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
-            // At each full hour: one sentence about the hour that ended (dashboard, log), and
+            // At each full hour: one sentence about the hour that ended (dashboard, alert channels,
+            // log), and
             // the per-app totals start over.
             let hour = now_nanos() / 3_600_000_000_000;
             if hour != last_hour {
@@ -881,6 +882,15 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     eprintln!("netvigil: {text}");
                     sinks.digest("hour", text, now_nanos());
                     judging.judge.apps.clear();
+                }
+                // At midnight (UTC): the day's digest, from the history.
+                let day = hour / 24;
+                if last_hour != 0
+                    && day != last_hour / 24
+                    && let Some(text) = sinks.day_digest(now_nanos())
+                {
+                    eprintln!("netvigil: {text}");
+                    sinks.digest("day", text, now_nanos());
                 }
                 last_hour = hour;
             }

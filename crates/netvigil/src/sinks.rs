@@ -240,11 +240,46 @@ impl Sinks {
 
     /// Clean shutdown: the store commits and saves the baselines, queued alerts go out (a few
     /// seconds at most), the dashboard stops. Prints what each stage did.
-    /// A digest sentence for the dashboard.
+    /// A digest sentence: to the dashboard, and to the alert channels as an `info` notice
+    /// (rule `digest`; the desktop's default minimum severity, low, leaves it out there).
     pub fn digest(&self, period: &'static str, text: String, now: i64) {
+        if let Some(d) = &self.notify {
+            let mut json = String::from("{\"type\":\"digest\",\"v\":1,\"period\":");
+            engine::record::write_json_str(&mut json, period);
+            json.push_str(",\"text\":");
+            engine::record::write_json_str(&mut json, &text);
+            json.push('}');
+            d.send(Notice {
+                id: format!("digest-{period}-{}", now / 1_000_000_000),
+                ts: now,
+                severity: engine::judge::Severity::Info,
+                rule: "digest",
+                app: None,
+                remote: None,
+                port: None,
+                reason: text.clone(),
+                json,
+            });
+        }
         if let Some(v) = &self.view {
             v.set_digest(period, text, now);
         }
+    }
+
+    /// The last 24 hours in one sentence, from the history database (`None` without one).
+    pub fn day_digest(&self, now: i64) -> Option<String> {
+        let path = &self.store.as_ref()?.path;
+        let mut db = store::sqlite::SqliteStore::open(path).ok()?;
+        let q = store::Query {
+            since: Some(now - 86_400 * 1_000_000_000),
+            ..store::Query::default()
+        };
+        let facts = crate::history::digest_facts(
+            &db.flows(&q).ok()?,
+            &db.alerts(&q).ok()?,
+            engine::judge::Period::Day,
+        );
+        Some(engine::judge::digest(&facts))
     }
 
     /// One record's JSON line (no newline), for the fleet server.
