@@ -868,9 +868,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
-            // At each full hour: one sentence about the hour that ended (dashboard, alert channels,
-            // log), and
-            // the per-app totals start over.
+            // At each full hour: one sentence about the hour that ended (dashboard, alert
+            // channels, log), and the per-app totals start over.
             let hour = now_nanos() / 3_600_000_000_000;
             if hour != last_hour {
                 if last_hour != 0 && !judging.judge.apps.is_empty() {
