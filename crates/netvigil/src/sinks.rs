@@ -43,6 +43,9 @@ impl LiveStore {
         let path = dir.join(store::sqlite::DB_FILE);
         let fresh = !path.exists();
         let mut db = store::sqlite::SqliteStore::open_dir(dir)?;
+        // The live writer commits small batches once a second: 4 MiB of page cache is plenty
+        // (the 64 MiB default is for bulk loads), and it is most of an idle monitor's memory.
+        db.set_cache_kib(4 * 1024)?;
         match db.get_state(ALERTER_STATE) {
             Ok(Some(bytes)) => match Alerter::load(&bytes) {
                 Ok(a) => *alerter = a,

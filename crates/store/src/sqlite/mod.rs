@@ -221,6 +221,17 @@ impl SqliteStore {
     }
 
     /// The database file.
+    /// Sets SQLite's page cache (default 64 MiB, for bulk writes). A long-running monitor that
+    /// commits small batches needs far less and keeps its memory small with a few MiB.
+    pub fn set_cache_kib(&self, kib: u32) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))
+            .map_err(|e| StoreError::Db {
+                doing: "setting the page cache size",
+                detail: e.to_string(),
+            })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
