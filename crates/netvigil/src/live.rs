@@ -661,7 +661,12 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     metrics
         .started_s
         .store((now_nanos() / 1_000_000_000).max(0) as u64, Ordering::Relaxed);
-    let mut self_watch = SelfWatch::new(SelfLimits::default());
+    let mut self_watch = SelfWatch::new(SelfLimits {
+        cpu_percent: f64::from(conf.alerts.self_cpu_percent),
+        rss_bytes: u64::from(conf.alerts.self_rss_mb) * 1_000_000,
+        commit_lag: conf.alerts.self_commit_lag,
+        ..SelfLimits::default()
+    });
     let mut sinks = Sinks {
         every_connection: conf.alerts.every_connection,
         metrics: Arc::clone(&metrics),

@@ -144,6 +144,12 @@ pub struct AlertsConfig {
     pub every_connection: bool,
     /// Capacity of the delivery queues (the pipeline's queue and each channel's).
     pub queue: usize,
+    /// `self_watch`: netvigil's own CPU use over a minute, percent of one core.
+    pub self_cpu_percent: u32,
+    /// `self_watch`: netvigil's own resident memory, megabytes.
+    pub self_rss_mb: u32,
+    /// `self_watch`: a history commit later than this after its oldest record.
+    pub self_commit_lag: Duration,
 }
 
 /// `[notify.*]`.
@@ -301,6 +307,9 @@ impl Default for Config {
                 snooze: BTreeMap::new(),
                 every_connection: false,
                 queue: 1024,
+                self_cpu_percent: 5,
+                self_rss_mb: 100,
+                self_commit_lag: Duration::from_secs(30),
             },
             notify: NotifyConfig {
                 terminal: TerminalConfig {

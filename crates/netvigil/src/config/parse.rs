@@ -678,7 +678,7 @@ fn rate_limit(ctx: &mut Ctx<'_>, key: &str, v: &Val<'_>) -> Option<Option<RateLi
 }
 
 fn alerts(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
-    const KEYS: [&str; 7] = [
+    const KEYS: [&str; 10] = [
         "min_severity",
         "dedup_window",
         "rate_limit",
@@ -686,6 +686,9 @@ fn alerts(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
         "snooze",
         "every_connection",
         "queue",
+        "self_cpu_percent",
+        "self_rss_mb",
+        "self_commit_lag",
     ];
     let a = &mut c.alerts;
     for (k, ks, v) in entries(t) {
@@ -696,6 +699,12 @@ fn alerts(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
             "rate_limit" => set(&mut a.rate_limit, rate_limit(ctx, &key, v)),
             "every_connection" => set(&mut a.every_connection, ctx.bool(&key, v)),
             "queue" => set(&mut a.queue, ctx.int(&key, v, 1, 1 << 20).map(|n| n as usize)),
+            "self_cpu_percent" => set(
+                &mut a.self_cpu_percent,
+                ctx.int(&key, v, 1, 100).map(|n| n as u32),
+            ),
+            "self_rss_mb" => set(&mut a.self_rss_mb, ctx.int(&key, v, 8, 1 << 20).map(|n| n as u32)),
+            "self_commit_lag" => set(&mut a.self_commit_lag, ctx.duration(&key, v)),
             "rate_limits" => {
                 let Some(t) = ctx.table(&key, v) else { continue };
                 for (rule, rs, rv) in entries(t) {

@@ -204,6 +204,9 @@ pub(super) fn print(c: &Config) -> String {
     let _ = writeln!(w, "rate_limit = {}", limit(a.rate_limit));
     let _ = writeln!(w, "every_connection = {}", a.every_connection);
     let _ = writeln!(w, "queue = {}", a.queue);
+    let _ = writeln!(w, "self_cpu_percent = {}", a.self_cpu_percent);
+    let _ = writeln!(w, "self_rss_mb = {}", a.self_rss_mb);
+    let _ = writeln!(w, "self_commit_lag = {}", dur(a.self_commit_lag));
     let _ = writeln!(w, "\n[alerts.rate_limits]");
     for (rule, r) in &a.rate_limits {
         let _ = writeln!(w, "{rule} = {}", limit(*r));

@@ -92,6 +92,9 @@ dedup_window = "1h"
 rate_limit = "off"
 every_connection = true
 queue = 64
+self_cpu_percent = 7
+self_rss_mb = 150
+self_commit_lag = "45s"
 
 [alerts.rate_limits]
 new_remote = "5/10m"
@@ -249,6 +252,8 @@ fn every_key_is_read() {
     assert_eq!(a.rate_limit, None);
     assert!(a.every_connection);
     assert_eq!(a.queue, 64);
+    assert_eq!((a.self_cpu_percent, a.self_rss_mb), (7, 150));
+    assert_eq!(a.self_commit_lag, Duration::from_secs(45));
     assert_eq!(
         a.rate_limits.get("new_remote"),
         Some(&Some(RateLimit {
