@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use engine::sockets::ProcessInfo;
 
@@ -42,16 +43,35 @@ pub struct Owners {
     pub scanned_pids: usize,
 }
 
+/// Every file dpkg installed: normalised path -> index into `names`.
+#[derive(Debug)]
+struct DpkgIndex {
+    paths: HashMap<Box<str>, u32>,
+    names: Vec<String>,
+}
+
+/// The dpkg index of `dir`, built on first use and shared process-wide (the live pipeline
+/// has a scanner per thread; each building its own tripled the monitor's memory).
+fn shared_dpkg_index(dir: &Path, usr_merged: &[String]) -> Arc<DpkgIndex> {
+    static INDEXES: OnceLock<Mutex<HashMap<PathBuf, Arc<DpkgIndex>>>> = OnceLock::new();
+    let mut map = INDEXES
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Arc::clone(map.entry(dir.to_path_buf()).or_insert_with(|| {
+        let (paths, names) = build_dpkg_index(dir, usr_merged);
+        Arc::new(DpkgIndex { paths, names })
+    }))
+}
+
 /// Which package database answers "who owns this file".
 #[derive(Debug)]
 enum PackageDb {
     /// Not decided yet (decided on the first lookup).
     Unknown,
-    /// dpkg: normalised path -> index into `names`.
-    Dpkg {
-        paths: HashMap<Box<str>, u32>,
-        names: Vec<String>,
-    },
+    /// dpkg: normalised path -> index into `names`, built once per process and database
+    /// folder and shared by every scanner (it holds every installed file: megabytes).
+    Dpkg(Arc<DpkgIndex>),
     /// rpm, asked once per executable.
     Rpm { cache: HashMap<PathBuf, Option<String>> },
     /// Neither dpkg nor rpm: no lookups are made and `package_checked` stays false.
@@ -419,8 +439,7 @@ impl ProcessScanner {
     fn package_of(&mut self, exe: &Path) -> Option<Option<String>> {
         if matches!(self.packages, PackageDb::Unknown) {
             self.packages = if self.dpkg_info.is_dir() {
-                let (paths, names) = build_dpkg_index(&self.dpkg_info, &self.usr_merged);
-                PackageDb::Dpkg { paths, names }
+                PackageDb::Dpkg(shared_dpkg_index(&self.dpkg_info, &self.usr_merged))
             } else if Path::new(RPM).exists() {
                 PackageDb::Rpm {
                     cache: HashMap::new(),
@@ -430,9 +449,9 @@ impl ProcessScanner {
             };
         }
         match &mut self.packages {
-            PackageDb::Dpkg { paths, names } => {
+            PackageDb::Dpkg(ix) => {
                 let norm = normalize_usr_merge(exe.to_str()?, &self.usr_merged);
-                Some(paths.get(norm.as_str()).map(|&i| names[i as usize].clone()))
+                Some(ix.paths.get(norm.as_str()).map(|&i| ix.names[i as usize].clone()))
             }
             PackageDb::Rpm { cache } => Some(
                 cache
