@@ -637,7 +637,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             ..FlowConfig::default()
         },
         report_new_flows: true,
-        sample_bytes: if flags.no_store {
+        // Samples are kept only when they go to the store (taken with each flow record).
+        sample_bytes: if flags.no_store || !conf.store.enabled {
             0
         } else {
             conf.store.payload_sample_bytes as usize
@@ -1003,7 +1004,7 @@ fn write_records(
         line.push('\n');
         write(out, line)?;
         sinks.line(line);
-        sinks.record(&r, a.as_ref(), engine, now);
+        sinks.record(r, a.as_ref(), engine, now);
     }
     for a in judging.alerts.drain(..) {
         line.clear();

@@ -84,14 +84,14 @@ impl LiveStore {
         })
     }
 
-    fn add(&mut self, r: &Record, engine: &mut Engine) {
+    fn add(&mut self, r: Record, engine: &mut Engine) {
         if self.samples
-            && let Record::Flow(f) = r
+            && let Record::Flow(f) = &r
             && let Some(s) = engine.take_samples(f.id)
         {
             self.batch.samples.extend(store::Sample::from_engine(f, s));
         }
-        self.batch.records.push(r.clone());
+        self.batch.records.push(r);
     }
 
     fn add_alert(&mut self, a: &Alert) {
@@ -163,15 +163,13 @@ pub struct Sinks {
 
 impl Sinks {
     /// One judged record.
-    pub fn record(&mut self, r: &Record, a: Option<&Assessment>, engine: &mut Engine, now: i64) {
-        if let Some(st) = &mut self.store {
-            st.add(r, engine);
-        }
+    /// One judged record; the store takes it last, by value (no copy per record).
+    pub fn record(&mut self, r: Record, a: Option<&Assessment>, engine: &mut Engine, now: i64) {
         if let (Some(v), Some(a)) = (&self.view, a) {
-            v.on_record(r, a, now);
+            v.on_record(&r, a, now);
         }
         if self.every_connection
-            && let (Some(d), Record::Connection(c)) = (&self.notify, r)
+            && let (Some(d), Record::Connection(c)) = (&self.notify, &r)
             && c.event == engine::connections::ConnEvent::Opened
         {
             let _ = d.send(Notice::connection(
@@ -182,6 +180,9 @@ impl Sinks {
                 c.remote,
                 None,
             ));
+        }
+        if let Some(st) = &mut self.store {
+            st.add(r, engine);
         }
     }
 
