@@ -7,6 +7,7 @@ pub mod db;
 pub mod frame;
 pub mod identity;
 pub mod server;
+pub mod web;
 
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,19 @@ pub struct ServerArgs {
     /// several servers may share one database.
     #[arg(long, value_name = "URL", global = true)]
     pub db: Option<String>,
+    /// Address of the HTTPS dashboard (docs/fleet-dashboard.md).
+    #[arg(long, value_name = "ADDR:PORT", default_value = web::DEFAULT_ADDR)]
+    pub web: std::net::SocketAddr,
+    /// The dashboard's certificate (PEM, leaf first); without it a self-signed one is made in
+    /// DATA_DIR/fleet-web/.
+    #[arg(long, value_name = "FILE", requires = "web_key")]
+    pub web_cert: Option<PathBuf>,
+    /// The private key of --web-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "web_cert")]
+    pub web_key: Option<PathBuf>,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_web: bool,
 }
 
 /// Admin commands of the server.
@@ -49,6 +63,25 @@ pub enum ServerCommand {
     Rename { device: u32, name: String },
     /// Revoke an agent: its key is refused from now on (its records stay).
     Revoke { device: u32 },
+    /// Dashboard accounts: add, list, remove.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Dashboard account commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add an account; the password is read from stdin (or asked for twice on a terminal).
+    Add {
+        name: String,
+        /// Set a new password for an existing account.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List accounts and their passkeys.
+    List,
+    /// Remove an account (and its passkeys).
+    Remove { name: String },
 }
 
 /// `netvigil agent`: this machine as a fleet agent.
@@ -121,8 +154,22 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
                 dir.display()
             );
             eprintln!("netvigil server: certificate fingerprint {}", s.fingerprint());
+            let _web = if a.no_web {
+                None
+            } else {
+                Some(web::start_for_server(
+                    a.web,
+                    &dir,
+                    a.web_cert.as_deref().zip(a.web_key.as_deref()),
+                    match &target {
+                        db::Target::Postgres(u) => Some(u.as_str()),
+                        db::Target::Dir(_) => None,
+                    },
+                )?)
+            };
             s.wait();
         }
+        Some(ServerCommand::User(u)) => web::user_command(&dir, u)?,
         Some(ServerCommand::Token { ttl }) => {
             let ttl = parse_ttl(&ttl)?;
             let id = server::server_identity(&dir)?;
