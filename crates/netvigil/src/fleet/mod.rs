@@ -157,7 +157,7 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
             let _web = if a.no_web {
                 None
             } else {
-                Some(web::start_for_server(
+                web::start_for_server(
                     a.web,
                     &dir,
                     a.web_cert.as_deref().zip(a.web_key.as_deref()),
@@ -165,7 +165,7 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
                         db::Target::Postgres(u) => Some(u.as_str()),
                         db::Target::Dir(_) => None,
                     },
-                )?)
+                )?
             };
             s.wait();
         }

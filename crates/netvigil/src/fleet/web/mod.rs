@@ -167,7 +167,11 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
     let addr = std_listener.local_addr()?;
     let tls_cfg = tls::server_config(&opts.cert)?;
     let fingerprint = opts.cert.fingerprint();
-    let app = api::router(state(opts));
+    let st = state(opts);
+    // The store handles (the synchronous postgres client runs a runtime of its own) must not
+    // be dropped inside this runtime: the thread keeps the last reference and drops it after.
+    let keep = st.data.clone();
+    let app = api::router(st);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("fleet-web".into())
@@ -204,6 +208,7 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
             });
             // Handshake tasks still waiting are dropped with the runtime.
             rt.shutdown_timeout(Duration::from_secs(1));
+            drop(keep);
         })?;
     Ok(WebHandle {
         addr,
@@ -214,17 +219,27 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
 }
 
 /// Starts the dashboard for `netvigil server` and prints where it is, its certificate's
-/// fingerprint, and how to add the first account when there is none.
+/// fingerprint, and how to add the first account when there is none. A certificate that
+/// cannot be read is an error; an address that cannot be bound is a warning (`None`): the
+/// agents' records are still received.
 pub fn start_for_server(
     addr: SocketAddr,
     data_dir: &Path,
     cert: Option<(&Path, &Path)>,
     db_url: Option<&str>,
-) -> Result<WebHandle> {
+) -> Result<Option<WebHandle>> {
     let o = WebOptions::new(addr, data_dir, cert, db_url)?;
     let (source, generated) = (o.cert.source.clone(), o.cert.generated);
     let users = users::Users::new(&o.users_dir);
-    let h = serve(o)?;
+    let h = match serve(o) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!(
+                "netvigil server: warning: {e:#}; the dashboard is not served (agents are still received; pass --web ADDR:PORT or --no-web)"
+            );
+            return Ok(None);
+        }
+    };
     eprintln!("netvigil server: dashboard on https://{}", h.addr);
     eprintln!(
         "netvigil server: dashboard certificate {} ({}), SHA-256 fingerprint {}",
@@ -242,7 +257,7 @@ pub fn start_for_server(
             data_dir.display()
         );
     }
-    Ok(h)
+    Ok(Some(h))
 }
 
 /// Reads a password: one line from stdin, or on a terminal asked twice without echo.

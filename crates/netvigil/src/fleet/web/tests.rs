@@ -73,12 +73,28 @@ fn flow(i: u64, dev_app: usize, start: i64, server: &str, domain: Option<&str>, 
 /// A data directory with 4 enrolled devices (4 revoked) and their records.
 pub(super) struct Fleet {
     pub dir: PathBuf,
+    fleet_target: Target,
+    store_target: super::StoreTarget,
 }
 
+/// [`fill`] with the fleet tables and records in SQLite files in a new data directory.
 pub(super) fn fleet() -> Fleet {
     let dir = temp_dir("data");
+    let mut st = store::SqliteStore::open_dir(&dir).unwrap();
+    let store_target = super::StoreTarget::Sqlite(dir.join(store::sqlite::DB_FILE));
+    fill(dir.clone(), Target::Dir(dir), store_target, &mut st)
+}
+
+/// Enrolls four devices in the fleet tables (the fourth revoked), writes their records into
+/// `st` with their device ids, a place database into `dir`, and the account `alice`.
+fn fill(
+    dir: PathBuf,
+    fleet_target: Target,
+    store_target: super::StoreTarget,
+    st: &mut dyn store::Backend,
+) -> Fleet {
     let now = now_ns();
-    let mut db = FleetDb::open(&Target::Dir(dir.clone())).unwrap();
+    let mut db = FleetDb::open(&fleet_target).unwrap();
     for (i, name) in ["laptop", "desktop", "pi", "old-phone"].iter().enumerate() {
         let t = db.create_token(now, now + 3_600_000_000_000).unwrap();
         let a = db
@@ -88,7 +104,6 @@ pub(super) fn fleet() -> Fleet {
         assert_eq!(a.device.0, i as u32 + 1);
     }
     assert!(db.revoke(4, now).unwrap());
-    let mut st = store::SqliteStore::open_dir(&dir).unwrap();
     let min = 60_000_000_000i64;
     let mut id = 0u64;
     let mut next = || {
@@ -152,7 +167,11 @@ pub(super) fn fleet() -> Fleet {
     .unwrap();
     let u = users::Users::new(&super::web_dir(&dir));
     u.add("alice", PASSWORD, 1, false).unwrap();
-    Fleet { dir }
+    Fleet {
+        dir,
+        fleet_target,
+        store_target,
+    }
 }
 
 pub(super) fn options(f: &Fleet, limits: Limits) -> WebOptions {
@@ -163,8 +182,8 @@ pub(super) fn options(f: &Fleet, limits: Limits) -> WebOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
         cert: tls::WebCert::load_or_create(&web, &["localhost".into(), "127.0.0.1".into()]).unwrap(),
         users_dir: web,
-        store: super::StoreTarget::Sqlite(f.dir.join(store::sqlite::DB_FILE)),
-        fleet: Target::Dir(f.dir.clone()),
+        store: f.store_target.clone(),
+        fleet: f.fleet_target.clone(),
         limits,
         places: Some(places),
         labels: intel::DomainTable::shipped(),
@@ -979,6 +998,52 @@ fn unplaced_addresses_and_private_destinations() {
         .map(|x| x["destination"].as_str().unwrap())
         .collect();
     assert!(!dests.iter().any(|d| d.parse::<IpAddr>().is_ok()), "{dests:?}");
+    h.stop();
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+// ---- PostgreSQL underneath ----------------------------------------------------------------------
+
+/// The store crate's PostgreSQL test harness (initdb + pg_ctl, unix socket only). `fleet::tests`
+/// loads it too (private there, so this is a second instance and, when both run in one test
+/// binary, a second server).
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../../store/tests/support/pg_server.rs"]
+mod pg_server;
+
+#[test]
+fn postgres_store_and_fleet_tables_underneath() {
+    let Some(pg) = pg_server::shared() else { return };
+    let db = pg.create_db("nv_fleetweb");
+    let url = db.url();
+    let mut st = store::pg::PgStore::connect(&url, DeviceId(0)).unwrap();
+    let f = fill(
+        temp_dir("pg"),
+        Target::Postgres(url.clone()),
+        super::StoreTarget::Postgres(url),
+        &mut st,
+    );
+    let (h, cert) = start(&f, Limits::default());
+    let mut c = Client::new(&h, &cert, &[&rustls::version::TLS13]);
+    assert_eq!(c.get("/api/devices").status, 401);
+    assert_eq!(c.login("alice", PASSWORD).status, 200);
+    let d = c.get("/api/devices").json();
+    let flows: Vec<u64> = d["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["flows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(flows, [4, 4, 3, 2]);
+    let fl = c.get("/api/devices/2/flows").json();
+    let rows = fl["flows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["domain"], PAIR);
+    assert_eq!(rows[0]["org"], "Shady Hosting");
+    assert_eq!(c.get("/api/fleet/aggregates?window=hour").json()["flows"], 9);
+    let p = c.get("/api/fleet/patterns?window=hour").json();
+    assert_eq!(p["patterns"][0]["destination"], SHARED);
+    assert_eq!(p["patterns"].as_array().unwrap().len(), 1);
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
 }
