@@ -395,7 +395,7 @@ async fn me(axum::Extension(s): axum::Extension<Session>) -> Response {
 
 async fn devices(State(st): State<AppState>) -> Response {
     let d = st.data.clone();
-    match blocking(move || d.devices()).await {
+    match blocking(move || d.devices(Instant::now())).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(r) => r,
     }

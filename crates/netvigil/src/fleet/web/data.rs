@@ -20,8 +20,9 @@ use store::{Backend, DeviceId, Query, RollupGrain};
 
 use crate::fleet::db::{FleetDb, Target};
 
-/// Most flows read for one aggregate; beyond it the answer says `"truncated": true`.
-pub const MAX_FLOWS: usize = 200_000;
+/// Most flows read to place remote addresses for one aggregate (each carries its JSON record:
+/// about 40 MB at this cap); beyond it the answer says `"truncated": true`.
+pub const MAX_FLOWS: usize = 50_000;
 /// Most addresses kept in the place cache (emptied when full).
 const MAX_PLACES: usize = 100_000;
 
@@ -186,7 +187,11 @@ impl Data {
 
     /// Every enrolled device: name, revoked, last seen (newest flow end), flows stored (from
     /// the hour rollups).
-    pub fn devices(&self) -> Result<Value> {
+    pub fn devices(&self, now: Instant) -> Result<Value> {
+        self.cached("devices", now, || self.devices_now())
+    }
+
+    fn devices_now(&self) -> Result<Value> {
         let agents = self.with_fleet(|f| f.agents())?;
         let mut out = Vec::new();
         for a in agents {
@@ -331,6 +336,19 @@ impl Data {
         Ok((flows, truncated))
     }
 
+    /// Every device's rollups over the window: per minute for the hour, per hour for the day.
+    fn window_rollups(&self, w: Window, now_ns: i64) -> Result<Vec<store::Rollup>> {
+        let grain = match w {
+            Window::Hour => RollupGrain::Minute,
+            Window::Day => RollupGrain::Hour,
+        };
+        let q = Query {
+            since: Some(now_ns - w.ns()),
+            ..Query::default()
+        };
+        self.with_store(|s| s.rollups(grain, &q).map_err(anyhow::Error::msg))
+    }
+
     fn names(&self) -> Result<HashMap<u32, String>> {
         Ok(self
             .with_fleet(|f| f.agents())?
@@ -339,63 +357,52 @@ impl Data {
             .collect())
     }
 
-    /// Fleet-wide totals over the window: per device, app, organisation/ASN and country.
+    /// Fleet-wide totals over the window: per device and app from the rollups (exact), per
+    /// organisation/ASN and country from the newest flows (at most [`MAX_FLOWS`]: their
+    /// server addresses are placed one by one).
     pub fn aggregates(&self, w: Window, now_ns: i64, now: Instant) -> Result<Value> {
         self.cached(&format!("agg:{}", w.name()), now, || {
             let names = self.names()?;
+            let rollups = self.window_rollups(w, now_ns)?;
             let (flows, truncated) = self.window_flows(w, now_ns)?;
-            #[derive(Default)]
-            struct T {
-                flows: u64,
-                bin: u64,
-                bout: u64,
-                devices: BTreeSet<u32>,
+            let (mut dev, mut app) = (BTreeMap::new(), BTreeMap::new());
+            let mut total = 0;
+            for r in &rollups {
+                let t = Totals {
+                    flows: r.flows,
+                    bin: r.bytes_to_client,
+                    bout: r.bytes_to_server,
+                };
+                total += r.flows;
+                add(&mut dev, r.device.0.to_string(), r.device.0, &t);
+                add(&mut app, r.app.clone().unwrap_or_else(|| "(unknown)".into()), r.device.0, &t);
             }
-            let add = |m: &mut BTreeMap<String, T>, k: String, f: &store::StoredFlow| {
-                let t = m.entry(k).or_default();
-                t.flows += 1;
-                t.bin += f.bytes_to_client;
-                t.bout += f.bytes_to_server;
-                t.devices.insert(f.device.0);
-            };
-            let (mut dev, mut app, mut org, mut country) =
-                (BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+            let (mut org, mut country) = (BTreeMap::new(), BTreeMap::new());
             let mut asn_of: HashMap<String, Option<u32>> = HashMap::new();
             for f in &flows {
-                add(&mut dev, f.device.0.to_string(), f);
-                add(&mut app, f.app.clone().unwrap_or_else(|| "(unknown)".into()), f);
+                let t = Totals {
+                    flows: 1,
+                    bin: f.bytes_to_client,
+                    bout: f.bytes_to_server,
+                };
                 let p = self.place(f.server.ip());
                 let o = p
                     .as_ref()
                     .and_then(|p| p.org.clone())
                     .unwrap_or_else(|| "(unknown)".into());
                 asn_of.entry(o.clone()).or_insert(p.as_ref().and_then(|p| p.asn));
-                add(&mut org, o, f);
+                add(&mut org, o, f.device.0, &t);
                 let c = p
                     .as_ref()
                     .and_then(|p| p.country_str().map(str::to_string))
                     .unwrap_or_else(|| "(unknown)".into());
-                add(&mut country, c, f);
+                add(&mut country, c, f.device.0, &t);
             }
-            let rows = |m: BTreeMap<String, T>, extra: &dyn Fn(&str) -> Value| -> Vec<Value> {
-                let mut v: Vec<(u64, Value)> = m
-                    .into_iter()
-                    .map(|(k, t)| {
-                        let mut row = json!({"key": k, "flows": t.flows, "bytes_in": t.bin, "bytes_out": t.bout,
-                                             "devices": t.devices.len()});
-                        if let (Value::Object(r), Value::Object(e)) = (&mut row, extra(&k)) {
-                            r.extend(e);
-                        }
-                        (t.bin + t.bout, row)
-                    })
-                    .collect();
-                v.sort_by_key(|(b, _)| std::cmp::Reverse(*b));
-                v.into_iter().map(|(_, r)| r).take(100).collect()
-            };
             Ok(json!({
                 "window": w.name(),
                 "since_ms": ns_to_ms(now_ns - w.ns()),
-                "flows": flows.len(),
+                "flows": total,
+                "placed_flows": flows.len(),
                 "truncated": truncated,
                 "places": self.places.is_some(),
                 "by_device": rows(dev, &|k| json!({"name": k.parse::<u32>().ok().and_then(|d| names.get(&d).cloned())})),
@@ -407,76 +414,132 @@ impl Data {
     }
 
     /// Destinations not in the known lists (a domain without a label, or an address with no
-    /// domain) seen from at least `min_devices` devices over the window. Local addresses
-    /// (private, loopback, link-local) are left out: every LAN has its router.
+    /// domain) seen from at least `min_devices` devices over the window, from the rollups
+    /// (whose remote is the domain when known, else the address). Local addresses (private,
+    /// loopback, link-local) are left out: every LAN has its router. Each destination shown
+    /// is placed by one of its addresses.
     pub fn patterns(&self, w: Window, min_devices: usize, now_ns: i64, now: Instant) -> Result<Value> {
         self.cached(&format!("pat:{}:{min_devices}", w.name()), now, || {
             let names = self.names()?;
-            let (flows, truncated) = self.window_flows(w, now_ns)?;
+            let rollups = self.window_rollups(w, now_ns)?;
             #[derive(Default)]
             struct D {
                 devices: BTreeSet<u32>,
                 apps: BTreeSet<String>,
                 flows: u64,
                 bytes: u64,
-                ip: Option<IpAddr>,
                 first: i64,
                 last: i64,
             }
             let mut m: BTreeMap<String, D> = BTreeMap::new();
-            for f in &flows {
-                let ip = f.server.ip();
-                if !engine::judge::is_global(ip) {
-                    continue;
-                }
-                let key = match &f.domain {
-                    Some(d) if self.labels.label(d).is_some() => continue,
-                    Some(d) => d.to_ascii_lowercase(),
-                    None => ip.to_string(),
+            for r in &rollups {
+                let key = match r.remote.parse::<IpAddr>() {
+                    Ok(ip) if !engine::judge::is_global(ip) => continue,
+                    Ok(ip) => ip.to_string(),
+                    Err(_) if self.labels.label(&r.remote).is_some() => continue,
+                    Err(_) => r.remote.to_ascii_lowercase(),
                 };
                 let e = m.entry(key).or_insert_with(|| D {
-                    first: f.start,
+                    first: r.bucket,
+                    last: r.bucket,
                     ..D::default()
                 });
-                e.devices.insert(f.device.0);
-                if let Some(a) = &f.app {
+                e.devices.insert(r.device.0);
+                if let Some(a) = &r.app {
                     e.apps.insert(a.clone());
                 }
-                e.flows += 1;
-                e.bytes += f.bytes_to_client + f.bytes_to_server;
-                e.ip.get_or_insert(ip);
-                e.first = e.first.min(f.start);
-                e.last = e.last.max(f.end.max(f.start));
+                e.flows += r.flows;
+                e.bytes += r.bytes_to_client + r.bytes_to_server;
+                e.first = e.first.min(r.bucket);
+                e.last = e.last.max(r.bucket);
             }
-            let mut rows: Vec<(usize, u64, Value)> = m
+            let mut found: Vec<(String, D)> = m
                 .into_iter()
                 .filter(|(_, d)| d.devices.len() >= min_devices)
-                .map(|(dest, d)| {
-                    let place = d.ip.map(|ip| self.place_json(ip)).unwrap_or(Value::Null);
-                    let devs: Vec<Value> = d
-                        .devices
-                        .iter()
-                        .map(|x| json!({"device": x, "name": names.get(x)}))
-                        .collect();
-                    (
-                        d.devices.len(),
-                        d.bytes,
-                        json!({"destination": dest, "devices": devs, "device_count": d.devices.len(),
-                               "apps": d.apps, "flows": d.flows, "bytes": d.bytes,
-                               "first_ms": ns_to_ms(d.first), "last_ms": ns_to_ms(d.last),
-                               "example_ip": d.ip.map(|i| i.to_string()), "place": place}),
-                    )
-                })
                 .collect();
-            rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+            found.sort_by(|a, b| {
+                b.1.devices
+                    .len()
+                    .cmp(&a.1.devices.len())
+                    .then(b.1.bytes.cmp(&a.1.bytes))
+            });
+            found.truncate(200);
+            let mut out = Vec::new();
+            for (dest, d) in found {
+                let ip = match dest.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        let q = Query {
+                            host: Some(dest.clone()),
+                            since: Some(now_ns - w.ns()),
+                            limit: Some(1),
+                            ..Query::default()
+                        };
+                        self.with_store(|s| s.flows(&q).map_err(anyhow::Error::msg))?
+                            .first()
+                            .map(|f| f.server.ip())
+                    }
+                };
+                let devs: Vec<Value> = d
+                    .devices
+                    .iter()
+                    .map(|x| json!({"device": x, "name": names.get(x)}))
+                    .collect();
+                out.push(json!({
+                    "destination": dest, "devices": devs, "device_count": d.devices.len(),
+                    "apps": d.apps, "flows": d.flows, "bytes": d.bytes,
+                    "first_ms": ns_to_ms(d.first), "last_ms": ns_to_ms(d.last),
+                    "example_ip": ip.map(|i| i.to_string()),
+                    "place": ip.map(|ip| self.place_json(ip)).unwrap_or(Value::Null),
+                }));
+            }
             Ok(json!({
                 "window": w.name(),
                 "min_devices": min_devices,
-                "truncated": truncated,
-                "patterns": rows.into_iter().map(|(_, _, v)| v).take(200).collect::<Vec<_>>(),
+                "patterns": out,
             }))
         })
     }
+}
+
+/// Sums for one aggregate row.
+struct Totals {
+    flows: u64,
+    bin: u64,
+    bout: u64,
+}
+
+#[derive(Default)]
+struct Row {
+    flows: u64,
+    bin: u64,
+    bout: u64,
+    devices: BTreeSet<u32>,
+}
+
+fn add(m: &mut BTreeMap<String, Row>, k: String, device: u32, t: &Totals) {
+    let r = m.entry(k).or_default();
+    r.flows += t.flows;
+    r.bin += t.bin;
+    r.bout += t.bout;
+    r.devices.insert(device);
+}
+
+/// The 100 biggest rows (bytes both ways), each with `extra(key)`'s fields.
+fn rows(m: BTreeMap<String, Row>, extra: &dyn Fn(&str) -> Value) -> Vec<Value> {
+    let mut v: Vec<(u64, Value)> = m
+        .into_iter()
+        .map(|(k, t)| {
+            let mut row = json!({"key": k, "flows": t.flows, "bytes_in": t.bin, "bytes_out": t.bout,
+                                 "devices": t.devices.len()});
+            if let (Value::Object(r), Value::Object(e)) = (&mut row, extra(&k)) {
+                r.extend(e);
+            }
+            (t.bin + t.bout, row)
+        })
+        .collect();
+    v.sort_by_key(|(b, _)| std::cmp::Reverse(*b));
+    v.into_iter().map(|(_, r)| r).take(100).collect()
 }
 
 fn proto_name(p: u8) -> String {

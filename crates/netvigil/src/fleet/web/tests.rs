@@ -872,6 +872,8 @@ fn devices_flows_apps_alerts_aggregates_and_patterns() {
     // Fleet aggregates over the hour: 3 + 3 + 2 + 1 flows (the five-hour-old ones are out).
     let ag = c.get("/api/fleet/aggregates?window=hour").json();
     assert_eq!(ag["flows"], 3 + 3 + 2 + 1);
+    assert_eq!(ag["placed_flows"], 3 + 3 + 2 + 1);
+    assert_eq!(ag["truncated"], false);
     let by_dev: Vec<(String, u64)> = ag["by_device"]
         .as_array()
         .unwrap()

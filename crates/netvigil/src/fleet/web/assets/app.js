@@ -196,7 +196,7 @@ function aggRows(list, label) {
 async function loadFleet() {
   const j = await api('/api/fleet/aggregates?window=' + $('fleet-window').value);
   $('fleet-note').textContent = j.flows + ' flows since ' + when(j.since_ms) +
-    (j.truncated ? ' (only the newest counted)' : '') +
+    (j.truncated ? ' (organisations and countries: the newest ' + j.placed_flows + ' only)' : '') +
     (j.places ? '' : ' · no place database installed: organisation and country are unknown');
   fill($('agg-device').tBodies[0], aggRows(j.by_device, (r) => r.key + (r.name ? ' · ' + r.name : '')));
   fill($('agg-app').tBodies[0], aggRows(j.by_app, (r) => r.key));
