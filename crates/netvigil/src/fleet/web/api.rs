@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Path as UrlPath, Query as UrlQuery, Request, St
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -40,30 +40,6 @@ pub const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/app.css"),
     ("GET", "/icon.svg"),
     ("POST", "/api/login"),
-    ("POST", "/api/passkey/login/begin"),
-    ("POST", "/api/passkey/login/finish"),
-];
-
-/// Every route of [`router`] (method, path pattern), for the route-walk test.
-#[cfg(test)]
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
-    ("GET", "/app.js"),
-    ("GET", "/app.css"),
-    ("GET", "/icon.svg"),
-    ("POST", "/api/login"),
-    ("POST", "/api/logout"),
-    ("GET", "/api/me"),
-    ("GET", "/api/devices"),
-    ("GET", "/api/devices/{id}/flows"),
-    ("GET", "/api/devices/{id}/apps"),
-    ("GET", "/api/devices/{id}/alerts"),
-    ("GET", "/api/fleet/aggregates"),
-    ("GET", "/api/fleet/patterns"),
-    ("GET", "/api/passkeys"),
-    ("POST", "/api/passkeys/{id}/delete"),
-    ("POST", "/api/passkey/register/begin"),
-    ("POST", "/api/passkey/register/finish"),
     ("POST", "/api/passkey/login/begin"),
     ("POST", "/api/passkey/login/finish"),
 ];
@@ -96,45 +72,64 @@ pub struct AppState {
     pub argon: Arc<Semaphore>,
 }
 
-/// The whole application.
-pub fn router(st: AppState) -> Router {
-    Router::new()
-        .route(
+/// Every route: (method, path pattern, handler). [`router`] is built from this list and the
+/// route-walk test enumerates it, so no route can be added without being walked. Each path
+/// appears once.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (
+            "GET",
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
+        ),
+        (
+            "GET",
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
+        ),
+        (
+            "GET",
             "/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        ),
+        (
+            "GET",
+            "/icon.svg",
+            get(|| async { asset("image/svg+xml", ICON_SVG) }),
+        ),
+        ("POST", "/api/login", post(login)),
+        ("POST", "/api/logout", post(logout)),
+        ("GET", "/api/me", get(me)),
+        ("GET", "/api/devices", get(devices)),
+        ("GET", "/api/devices/{id}/flows", get(device_flows)),
+        ("GET", "/api/devices/{id}/apps", get(device_apps)),
+        ("GET", "/api/devices/{id}/alerts", get(device_alerts)),
+        ("GET", "/api/fleet/aggregates", get(aggregates)),
+        ("GET", "/api/fleet/patterns", get(patterns)),
+        ("GET", "/api/passkeys", get(passkeys)),
+        ("POST", "/api/passkeys/{id}/delete", post(passkey_delete)),
+        ("POST", "/api/passkey/register/begin", post(register_begin)),
+        ("POST", "/api/passkey/register/finish", post(register_finish)),
+        ("POST", "/api/passkey/login/begin", post(login_begin)),
+        ("POST", "/api/passkey/login/finish", post(login_finish)),
+    ]
+}
+
+/// The whole application: [`routes`], a JSON 404 for anything else, and the [`guard`] in
+/// front of all of it (the fallback included).
+pub fn router(st: AppState) -> Router {
+    let mut r = Router::new();
+    for (_, path, handler) in routes() {
+        r = r.route(path, handler);
+    }
+    r.fallback(|| async {
+        err(
+            StatusCode::NOT_FOUND,
+            "no such page or route; see docs/fleet-dashboard.md",
         )
-        .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
-        .route("/api/devices", get(devices))
-        .route("/api/devices/{id}/flows", get(device_flows))
-        .route("/api/devices/{id}/apps", get(device_apps))
-        .route("/api/devices/{id}/alerts", get(device_alerts))
-        .route("/api/fleet/aggregates", get(aggregates))
-        .route("/api/fleet/patterns", get(patterns))
-        .route("/api/passkeys", get(passkeys))
-        .route("/api/passkeys/{id}/delete", post(passkey_delete))
-        .route("/api/passkey/register/begin", post(register_begin))
-        .route("/api/passkey/register/finish", post(register_finish))
-        .route("/api/passkey/login/begin", post(login_begin))
-        .route("/api/passkey/login/finish", post(login_finish))
-        .fallback(|| async {
-            err(
-                StatusCode::NOT_FOUND,
-                "no such page or route; see docs/fleet-dashboard.md",
-            )
-        })
-        .layer(middleware::from_fn_with_state(st.clone(), guard))
-        .with_state(st)
+    })
+    .layer(middleware::from_fn_with_state(st.clone(), guard))
+    .with_state(st)
 }
 
 /// A JSON error: `{"error": "..."}`.

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use store::{AlertRow, Backend as _, Batch, DeviceId, Severity};
 
-use super::api::{PUBLIC, ROUTES};
+use super::api::{PUBLIC, routes};
 use super::auth::{COOKIE, Limits};
 use super::webauthn::tests::{Soft, attestation, auth_data_bytes, client_json};
 use super::webauthn::{FLAG_AT, FLAG_UP, b64url, b64url_decode};
@@ -385,7 +385,12 @@ fn dechunk(s: &str) -> String {
 
 // ---- the session guard --------------------------------------------------------------------
 
-/// Paths that exercise every route pattern (parameters filled), plus paths no route has.
+/// (method, path pattern) of every route the router is built from.
+fn route_list() -> Vec<(&'static str, &'static str)> {
+    routes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// A path that matches the pattern (parameters filled).
 fn concrete(p: &str) -> String {
     p.replace("{id}", "1")
 }
@@ -409,7 +414,13 @@ fn every_route_but_the_allowed_list_needs_a_session() {
     let mut checked = 0;
     let mut answered_without_session = Vec::new();
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-    let paths: Vec<String> = ROUTES
+    let all = route_list();
+    assert_eq!(
+        all.len(),
+        19,
+        "a route was added or removed: walk it, document it"
+    );
+    let paths: Vec<String> = all
         .iter()
         .map(|(_, p)| concrete(p))
         .chain(unknown.iter().map(|s| s.to_string()))
@@ -439,7 +450,7 @@ fn every_route_but_the_allowed_list_needs_a_session() {
         answered_without_session.is_empty(),
         "answered without a session: {answered_without_session:#?}"
     );
-    assert!(checked >= (ROUTES.len() + unknown.len()) * methods.len());
+    assert_eq!(checked, (all.len() + unknown.len()) * methods.len());
     // The allowed list answers as it should without a session.
     assert_eq!(c.get("/").status, 200);
     let js = c.get("/app.js");
@@ -448,7 +459,7 @@ fn every_route_but_the_allowed_list_needs_a_session() {
     // ... and with a session, the same unknown paths are 404 and the routes answer.
     assert_eq!(c.login("alice", PASSWORD).status, 200);
     assert_eq!(c.get("/api/nothing").status, 404);
-    for (m, p) in ROUTES.iter().filter(|(m, _)| *m == "GET") {
+    for (m, p) in all.iter().filter(|(m, _)| *m == "GET") {
         let r = c.req(m, &concrete(p), None, &[]);
         assert_eq!(r.status, 200, "{m} {p}: {}", r.body);
     }
@@ -460,14 +471,15 @@ fn every_route_but_the_allowed_list_needs_a_session() {
 fn route_table_is_the_one_served() {
     // Every documented route exists (a session gets something other than the fallback's 404
     // for its method) and the allowed list is a subset of the routes.
+    let all = route_list();
     for p in PUBLIC {
-        assert!(ROUTES.contains(p), "{p:?} is public but not a route");
+        assert!(all.contains(p), "{p:?} is public but not a route");
     }
     let f = fleet();
     let (h, cert) = start(&f, Limits::default());
     let mut c = Client::new(&h, &cert, &[&rustls::version::TLS13]);
     assert_eq!(c.login("alice", PASSWORD).status, 200);
-    for (m, p) in ROUTES {
+    for (m, p) in &all {
         if *p == "/api/logout" {
             continue;
         }
@@ -484,7 +496,7 @@ fn route_table_is_the_one_served() {
     let md =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/fleet-dashboard.md"))
             .unwrap();
-    for (m, p) in ROUTES {
+    for (m, p) in &all {
         assert!(
             md.contains(&format!("`{m} {p}`")),
             "docs/fleet-dashboard.md lacks `{m} {p}`"
@@ -1046,6 +1058,48 @@ fn postgres_store_and_fleet_tables_underneath() {
     let p = c.get("/api/fleet/patterns?window=hour").json();
     assert_eq!(p["patterns"][0]["destination"], SHARED);
     assert_eq!(p["patterns"].as_array().unwrap().len(), 1);
+    h.stop();
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+#[test]
+fn a_given_certificate_is_served() {
+    // A certificate made elsewhere (rcgen: ECDSA P-256, PKCS#8 PEM), given as --web-cert/--web-key.
+    let f = fleet();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cp, kp) = (f.dir.join("given.pem"), f.dir.join("given.key"));
+    std::fs::write(&cp, tls::pem("CERTIFICATE", ck.cert.der())).unwrap();
+    std::fs::write(&kp, tls::pem("PRIVATE KEY", &ck.signing_key.serialize_der())).unwrap();
+    let mut o = options(&f, Limits::default());
+    o.cert = tls::WebCert::from_pem_files(&cp, &kp).unwrap();
+    assert!(!o.cert.generated);
+    let h = serve(o).unwrap();
+    let der = ck.cert.der().clone();
+    let want: Vec<String> = Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(h.fingerprint, want.join(":"));
+    let mut c = Client::new(&h, &der, &[&rustls::version::TLS13]);
+    assert_eq!(c.get("/api/me").status, 401);
+    assert_eq!(c.login("alice", PASSWORD).status, 200);
+    // The generated one is not what is served: a client pinned to it fails the handshake.
+    let generated = tls::WebCert::load_or_create(&super::web_dir(&f.dir), &[]).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(generated.chain[0].clone(), provider)))
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, TcpStream::connect(h.addr).unwrap());
+    assert!(
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .and_then(|_| s.flush())
+            .is_err()
+    );
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
 }

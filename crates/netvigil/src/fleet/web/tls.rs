@@ -165,7 +165,8 @@ pub fn colon_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
+/// DER as a PEM block with this label.
+pub fn pem(label: &str, der: &[u8]) -> String {
     let b64 = crate::fleet::web::webauthn::b64_std(der);
     let mut s = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
