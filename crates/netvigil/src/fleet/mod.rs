@@ -1,6 +1,7 @@
 //! Fleet mode (docs/fleet-protocol.md): agents on many machines stream their records to one
 //! server over mutually authenticated TLS 1.3. `frame` is the wire format, `identity` the keys,
-//! certificates and TLS settings, `db` the server's tables, `server` and `agent` the two ends.
+//! certificates and TLS settings, `db` the server's tables, `server` and `agent` the two ends,
+//! `web` the server's HTTPS dashboard with its accounts (docs/fleet-dashboard.md).
 
 pub mod agent;
 pub mod db;

@@ -581,7 +581,7 @@ async fn register_begin(
                              {"type": "public-key", "alg": webauthn::ALG_EDDSA}],
         "timeout": st.auth.limits.challenge_ttl.as_millis() as u64,
         "attestation": "none",
-        "authenticatorSelection": {"residentKey": "preferred", "userVerification": "preferred"},
+        "authenticatorSelection": {"residentKey": "preferred", "userVerification": "required"},
         "excludeCredentials": u.passkeys.iter().map(|p| json!({"type": "public-key", "id": p.id})).collect::<Vec<_>>(),
     }}))
     .into_response()
@@ -693,7 +693,7 @@ async fn login_begin(
         "challenge": b64url(&ch),
         "rpId": rp,
         "timeout": st.auth.limits.challenge_ttl.as_millis() as u64,
-        "userVerification": "preferred",
+        "userVerification": "required",
         "allowCredentials": allow,
     }}))
     .into_response()

@@ -23,7 +23,7 @@ use store::{AlertRow, Backend as _, Batch, DeviceId, Severity};
 use super::api::{PUBLIC, routes};
 use super::auth::{COOKIE, Limits};
 use super::webauthn::tests::{Soft, attestation, auth_data_bytes, client_json};
-use super::webauthn::{FLAG_AT, FLAG_UP, b64url, b64url_decode};
+use super::webauthn::{FLAG_AT, FLAG_UP, FLAG_UV, b64url, b64url_decode};
 use super::{WebHandle, WebOptions, serve, tls, users};
 use crate::fleet::db::{FleetDb, Target};
 
@@ -675,7 +675,12 @@ fn register(c: &mut Client, soft: &Soft, cred_id: &[u8]) -> Resp {
     assert_eq!(pk["rp"]["id"], "localhost");
     let ch = b64url_decode(pk["challenge"].as_str().unwrap()).unwrap();
     assert_eq!(ch.len(), 32);
-    let auth = auth_data_bytes("localhost", FLAG_UP | FLAG_AT, 0, Some((cred_id, &soft.cose())));
+    let auth = auth_data_bytes(
+        "localhost",
+        FLAG_UP | FLAG_UV | FLAG_AT,
+        0,
+        Some((cred_id, &soft.cose())),
+    );
     let cd = client_json("webauthn.create", &ch, &c.origin());
     c.post(
         "/api/passkey/register/finish",
@@ -687,7 +692,7 @@ fn assert_login(c: &mut Client, soft: &Soft, cred_id: &[u8], count: u32, user: O
     let begin = c.post("/api/passkey/login/begin", &json!({"user": user}));
     assert_eq!(begin.status, 200, "{}", begin.body);
     let ch = b64url_decode(begin.json()["publicKey"]["challenge"].as_str().unwrap()).unwrap();
-    let ad = auth_data_bytes("localhost", FLAG_UP, count, None);
+    let ad = auth_data_bytes("localhost", FLAG_UP | FLAG_UV, count, None);
     let cd = client_json("webauthn.get", &ch, &c.origin());
     let sig = soft.sign(&[&ad[..], &Sha256::digest(&cd)[..]].concat());
     c.post(
@@ -748,7 +753,7 @@ fn passkeys_register_and_log_in_es256_and_eddsa() {
     // A replayed answer (challenge already used): refused.
     let begin = c.post("/api/passkey/login/begin", &json!({}));
     let ch = b64url_decode(begin.json()["publicKey"]["challenge"].as_str().unwrap()).unwrap();
-    let ad = auth_data_bytes("localhost", FLAG_UP, 3, None);
+    let ad = auth_data_bytes("localhost", FLAG_UP | FLAG_UV, 3, None);
     let cd = client_json("webauthn.get", &ch, &c.origin());
     let sig = p256.sign(&[&ad[..], &Sha256::digest(&cd)[..]].concat());
     let body = json!({"id": b64url(b"p256-cred"), "clientDataJSON": b64url(&cd),
@@ -772,7 +777,7 @@ fn passkeys_register_and_log_in_es256_and_eddsa() {
     // An answer made for another origin: refused.
     let begin = c.post("/api/passkey/login/begin", &json!({}));
     let ch = b64url_decode(begin.json()["publicKey"]["challenge"].as_str().unwrap()).unwrap();
-    let ad = auth_data_bytes("localhost", FLAG_UP, 9, None);
+    let ad = auth_data_bytes("localhost", FLAG_UP | FLAG_UV, 9, None);
     let cd = client_json("webauthn.get", &ch, "https://evil.example");
     let sig = p256.sign(&[&ad[..], &Sha256::digest(&cd)[..]].concat());
     let r = c.post(

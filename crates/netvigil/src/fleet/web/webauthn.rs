@@ -4,7 +4,7 @@
 //! and login (`webauthn.get`: signature over authenticator data and the client data hash).
 //! Algorithms: ES256 (ECDSA P-256 with SHA-256, COSE -7) and EdDSA (Ed25519, COSE -8),
 //! verified with ring. Checked every time: the type, the one-time challenge, the origin, the
-//! rpId hash, the user-present flag, and on login the signature counter.
+//! rpId hash, the user-present and user-verified flags, and on login the signature counter.
 //!
 //! Every parser here takes untrusted bytes and never panics (proptest below).
 
@@ -33,6 +33,9 @@ pub enum Refusal {
     },
     WrongRpId,
     UserNotPresent,
+    /// The authenticator did not verify the user (PIN, biometrics): a passkey replaces the
+    /// password here, so possession alone is not enough.
+    UserNotVerified,
     UnsupportedAlgorithm(i64),
     BadSignature,
     /// The counter did not move forward: the authenticator may have been cloned.
@@ -51,6 +54,10 @@ impl fmt::Display for Refusal {
             Refusal::WrongOrigin { want, got } => write!(f, "origin {got:?} is not {want:?}"),
             Refusal::WrongRpId => write!(f, "the passkey was made for another site (rpId hash)"),
             Refusal::UserNotPresent => write!(f, "the authenticator did not confirm user presence"),
+            Refusal::UserNotVerified => write!(
+                f,
+                "the authenticator did not verify the user (PIN or biometrics): set one up on it and try again"
+            ),
             Refusal::UnsupportedAlgorithm(a) => {
                 write!(
                     f,
@@ -336,8 +343,10 @@ pub fn cose_key(k: &Cbor) -> Result<PublicKey, Refusal> {
 
 // ---- authenticator data and client data -----------------------------------------------------
 
-/// Flags byte of authenticator data.
+/// Flags byte of authenticator data: user present.
 pub const FLAG_UP: u8 = 0x01;
+/// User verified.
+pub const FLAG_UV: u8 = 0x04;
 /// Attested credential data present.
 pub const FLAG_AT: u8 = 0x40;
 
@@ -423,6 +432,9 @@ fn check_rp(ad: &AuthData, e: &Expect<'_>) -> Result<(), Refusal> {
     }
     if ad.flags & FLAG_UP == 0 {
         return Err(Refusal::UserNotPresent);
+    }
+    if ad.flags & FLAG_UV == 0 {
+        return Err(Refusal::UserNotVerified);
     }
     Ok(())
 }
@@ -632,7 +644,12 @@ pub(crate) mod tests {
     fn round_trip(soft: Soft) {
         let ch = b"challenge-123456".to_vec();
         let cred_id = b"cred-1".to_vec();
-        let auth = auth_data_bytes("localhost", FLAG_UP | FLAG_AT, 0, Some((&cred_id, &soft.cose())));
+        let auth = auth_data_bytes(
+            "localhost",
+            FLAG_UP | FLAG_UV | FLAG_AT,
+            0,
+            Some((&cred_id, &soft.cose())),
+        );
         let cd = client_json("webauthn.create", &ch, ORIGIN);
         let new = verify_registration(&cd, &attestation(&auth), &ex(), |c| c == ch).unwrap();
         assert_eq!(new.id, cred_id);
@@ -640,7 +657,7 @@ pub(crate) mod tests {
         let key = PublicKey::from_stored(new.key.alg(), new.key.raw().to_vec()).unwrap();
 
         let ch2 = b"login-challenge".to_vec();
-        let ad = auth_data_bytes("localhost", FLAG_UP, 5, None);
+        let ad = auth_data_bytes("localhost", FLAG_UP | FLAG_UV, 5, None);
         let cd = client_json("webauthn.get", &ch2, ORIGIN);
         let sig = soft.sign(&[&ad[..], &Sha256::digest(&cd)[..]].concat());
         assert_eq!(
@@ -669,13 +686,19 @@ pub(crate) mod tests {
             verify_assertion(&cd_evil, &ad, &sig, &key, 0, &ex(), |_| true),
             Err(Refusal::WrongOrigin { .. })
         ));
-        let ad_rp = auth_data_bytes("evil.example", FLAG_UP, 6, None);
+        let ad_rp = auth_data_bytes("evil.example", FLAG_UP | FLAG_UV, 6, None);
         let sig_rp = soft.sign(&[&ad_rp[..], &Sha256::digest(&cd)[..]].concat());
         assert_eq!(
             verify_assertion(&cd, &ad_rp, &sig_rp, &key, 0, &ex(), |_| true),
             Err(Refusal::WrongRpId)
         );
-        let ad_np = auth_data_bytes("localhost", 0, 7, None);
+        let ad_nv = auth_data_bytes("localhost", FLAG_UP, 7, None);
+        let sig_nv = soft.sign(&[&ad_nv[..], &Sha256::digest(&cd)[..]].concat());
+        assert_eq!(
+            verify_assertion(&cd, &ad_nv, &sig_nv, &key, 0, &ex(), |_| true),
+            Err(Refusal::UserNotVerified)
+        );
+        let ad_np = auth_data_bytes("localhost", FLAG_UV, 7, None);
         let sig_np = soft.sign(&[&ad_np[..], &Sha256::digest(&cd)[..]].concat());
         assert_eq!(
             verify_assertion(&cd, &ad_np, &sig_np, &key, 0, &ex(), |_| true),
@@ -702,7 +725,7 @@ pub(crate) mod tests {
     fn a_signature_by_another_key_fails() {
         let (a, b) = (Soft::p256(), Soft::p256());
         let key = cose_key(&cbor_decode(&a.cose()).unwrap().0).unwrap();
-        let ad = auth_data_bytes("localhost", FLAG_UP, 1, None);
+        let ad = auth_data_bytes("localhost", FLAG_UP | FLAG_UV, 1, None);
         let cd = client_json("webauthn.get", b"c", ORIGIN);
         let sig = b.sign(&[&ad[..], &Sha256::digest(&cd)[..]].concat());
         assert_eq!(
@@ -746,7 +769,7 @@ pub(crate) mod tests {
 
         #[test]
         fn auth_data_with_random_tail_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let mut a = auth_data_bytes("localhost", FLAG_UP | FLAG_AT, 1, None);
+            let mut a = auth_data_bytes("localhost", FLAG_UP | FLAG_UV | FLAG_AT, 1, None);
             a.extend(tail);
             let _ = auth_data(&a);
         }
