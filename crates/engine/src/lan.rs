@@ -366,15 +366,12 @@ pub struct FlowDevice {
     pub hostname: Option<String>,
     /// The first mDNS host name.
     pub mdns_name: Option<String>,
+    /// Who owns the flow, for the judgement, stores and summaries that key traffic by app: the
+    /// device's name when known, else its MAC address.
+    pub label: String,
 }
 
 impl FlowDevice {
-    /// Who owns the flow, for stores and summaries that key traffic by app: the device's name
-    /// when known, else its MAC address.
-    pub fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| mac_text(&self.mac))
-    }
-
     /// The JSON object (the flow record's `device` member).
     pub fn json(&self) -> String {
         let mut s = String::new();
@@ -776,6 +773,7 @@ impl LanTracker {
                 name: d.name().map(str::to_string),
                 hostname: d.hostname.clone(),
                 mdns_name: d.mdns_names.first().cloned(),
+                label: d.name().map_or_else(|| mac_text(mac), str::to_string),
             },
             None => FlowDevice {
                 mac: *mac,
@@ -785,6 +783,7 @@ impl LanTracker {
                 name: None,
                 hostname: None,
                 mdns_name: None,
+                label: mac_text(mac),
             },
         }
     }

@@ -467,3 +467,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_judgement_names_the_device_as_the_app() {
+    let out = lan_capture();
+    let fl = flows(&out);
+    let cfg = engine::judge::Config::default();
+    let tcp = fl.iter().find(|f| f.proto == 6).unwrap();
+    let s = engine::judge::Subject::from_flow(tcp, &cfg);
+    assert_eq!(s.app(), Some("alices-iphone"));
+    assert_eq!(s.local.ip(), IpAddr::V4(PHONE_IP));
+    // The device is the server of the inbound flow: its end is the local one.
+    let inbound = fl.iter().find(|f| f.server.port == 8000).unwrap();
+    let s = engine::judge::Subject::from_flow(inbound, &cfg);
+    assert_eq!(s.direction, engine::connections::Direction::Inbound);
+    assert_eq!(s.local.ip(), IpAddr::V4(PRIV_IP));
+    // No name known: the MAC address.
+    assert_eq!(s.app(), Some("da:a1:19:44:55:66"));
+}

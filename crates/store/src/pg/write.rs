@@ -159,7 +159,7 @@ fn flow_strings(f: &FlowRecord, process_json: Option<String>) -> FlowStrings<'_>
             domain,
             p.map(|p| clean(&p.name))
                 // Gateway mode: the LAN device owns the flow.
-                .or_else(|| f.device.as_deref().map(|d| Cow::Owned(d.label())))
+                .or_else(|| f.device.as_deref().map(|d| clean(&d.label)))
                 .and_then(short),
             p.and_then(|p| p.exe.as_ref())
                 .map(|e| match e.to_string_lossy() {

@@ -417,7 +417,7 @@ fn insert_flow(
         }
         // Gateway mode: the LAN device owns the flow.
         None => match &f.device {
-            Some(d) => (Some(cache.string(tx, &d.label())?), None, false),
+            Some(d) => (Some(cache.string(tx, &d.label)?), None, false),
             None => (None, None, false),
         },
     };
