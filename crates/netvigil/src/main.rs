@@ -114,6 +114,14 @@ pub struct RunArgs {
     /// Most flows kept in memory at once.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_flows: usize,
+    /// Gateway mode: on a router, bridge or mirror port, report the LAN's devices (MAC vendor,
+    /// DHCP hostname, mDNS name) and their flows (docs/gateway.md).
+    #[arg(long)]
+    pub gateway: bool,
+    /// Gateway mode: an address prefix of the LAN (repeat for several); default: the private
+    /// and link-local ranges.
+    #[arg(long, value_name = "PREFIX", value_parser = engine::lan::Prefix::parse)]
+    pub lan: Vec<engine::lan::Prefix>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +218,8 @@ fn main() -> ExitCode {
             no_web: a.no_web,
             no_store: a.no_store,
             listen: a.listen,
+            gateway: a.gateway,
+            lan: a.lan,
         }),
         Command::Status(a) => status::run(&a, cli.config.as_deref()),
         Command::Connections(a) => connections::run(&a),
