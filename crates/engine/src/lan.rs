@@ -148,8 +148,8 @@ impl fmt::Display for Prefix {
 /// How LAN devices are tracked.
 #[derive(Clone)]
 pub struct LanConfig {
-    /// Source addresses that are on the LAN: frames from them teach the sender's MAC. ARP and
-    /// NDP teach on-link addresses whatever these say.
+    /// Source addresses that are on the LAN: frames from them teach the sender's MAC. Link-local
+    /// addresses always do; ARP and NDP teach on-link addresses whatever these say.
     pub prefixes: Vec<Prefix>,
     /// At most this many devices; the one seen least recently is forgotten first.
     pub max_devices: usize,
@@ -487,7 +487,16 @@ impl LanTracker {
     }
 
     fn on_lan(&self, ip: &IpAddr) -> bool {
-        self.by_ip.contains_key(ip) || self.cfg.prefixes.iter().any(|p| p.contains(ip))
+        self.by_ip.contains_key(ip) || self.in_prefixes(ip)
+    }
+
+    /// In the configured prefixes, or link-local (169.254/16, fe80::/10: always on the link).
+    fn in_prefixes(&self, ip: &IpAddr) -> bool {
+        let link_local = match ip {
+            IpAddr::V4(a) => a.is_link_local(),
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+        };
+        link_local || self.cfg.prefixes.iter().any(|p| p.contains(ip))
     }
 
     /// Reads one Ethernet frame (`net`: the engine's decode of it, when it reached an IP header
@@ -518,10 +527,7 @@ impl LanTracker {
                 src_ip: net.src,
                 dst_ip: net.dst,
             });
-            if is_device_mac(&src_mac)
-                && is_unicast_source(&net.src)
-                && self.cfg.prefixes.iter().any(|p| p.contains(&net.src))
-            {
+            if is_device_mac(&src_mac) && is_unicast_source(&net.src) && self.in_prefixes(&net.src) {
                 self.learn_ip(ts, src_mac, net.src, &mut changes);
             }
             self.message(ts, src_mac, net, ethertype, payload, &mut changes);
