@@ -110,8 +110,7 @@ struct Client {
 fn last_device<'a>(text: &'a str, mac: &str) -> &'a str {
     let pat = format!("\"mac\":\"{mac}\"");
     text.lines()
-        .filter(|l| l.starts_with("{\"type\":\"device\"") && l.contains(&pat))
-        .last()
+        .rfind(|l| l.starts_with("{\"type\":\"device\"") && l.contains(&pat))
         .unwrap_or_else(|| panic!("no device record for {mac} in:\n{text}"))
 }
 
