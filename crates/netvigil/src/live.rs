@@ -553,6 +553,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         // it fills or after this timeout).
         let ring = RingConfig {
             block_timeout_ms: 2,
+            // Gateway mode on a mirror port: the frames are addressed to other machines.
+            promiscuous: conf.capture.gateway,
             ..RingConfig::default()
         };
         match AfPacket::open(&ifaces, &ring, filter.as_deref()) {
