@@ -375,3 +375,98 @@ fn gateway_reports_flows_per_lan_device() {
     owners.sort();
     assert_eq!(owners, ["alices-iphone", "living-room-tv"]);
 }
+
+/// A switch's mirror port: the client (a) and the server (b) talk over their own veth pair;
+/// `tc mirred` copies every frame of the client's link, both directions, to a third namespace
+/// where netvigil captures on the receiving interface, addressed to no one there.
+#[test]
+fn gateway_on_a_mirror_port() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("gm");
+    let id = std::process::id() % 200 + 20;
+    let (client_ns, server) = (n.a.clone(), n.b.clone());
+    let mon = format!("nvgmm{id}");
+    let _extra = Extra(vec![mon.clone()]);
+    let _ = Command::new("ip")
+        .args(["netns", "del", &mon])
+        .stderr(std::process::Stdio::null())
+        .status();
+    sh(&["ip", "netns", "add", &mon]);
+    let (tap, span) = (format!("gmt{id}"), format!("gms{id}"));
+    sh(&[
+        "ip", "link", "add", &tap, "netns", &client_ns, "type", "veth", "peer", "name", &span, "netns", &mon,
+    ]);
+    sh(&["ip", "-n", &client_ns, "link", "set", &tap, "up"]);
+    sh(&["ip", "-n", &mon, "link", "set", &span, "up"]);
+    // The client's MAC (an Apple prefix) is set before the mirror starts.
+    let mac = "3c:22:fb:00:99:01";
+    sh(&["ip", "-n", &client_ns, "link", "set", &n.veth_a, "address", mac]);
+    sh(&[
+        "ip",
+        "-n",
+        &client_ns,
+        "route",
+        "add",
+        "224.0.0.0/4",
+        "dev",
+        &n.veth_a,
+    ]);
+    sh(&["tc", "-n", &client_ns, "qdisc", "add", "dev", &n.veth_a, "clsact"]);
+    // u32 matching everything (cls_u32 is in every kernel; matchall is a module not all have).
+    for dir in ["ingress", "egress"] {
+        sh(&[
+            "tc", "-n", &client_ns, "filter", "add", "dev", &n.veth_a, dir, "protocol", "all", "u32",
+            "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", &tap,
+        ]);
+    }
+    let _srv = spawn_until(
+        n.exec(&server, &[python(), "-c", SERVER, &n.addr_b]),
+        false,
+        "ready",
+    );
+    let (nv, out) = start_netvigil(&n, &mon, 5.0, &["--gateway", "--interface", &span]);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = n
+        .exec(
+            &client_ns,
+            &[
+                python(),
+                "-c",
+                CLIENT,
+                mac,
+                "kitchen-speaker",
+                "Kitchen.local",
+                &n.addr_a,
+                &n.addr_b,
+                &n.veth_a,
+            ],
+        )
+        .output()
+        .expect("run the client script");
+    assert!(
+        o.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = out.join().expect("netvigil's output");
+    drop(nv);
+
+    let d = last_device(&text, mac);
+    assert!(d.contains("\"hostname\":\"kitchen-speaker\""), "{d}");
+    assert!(d.contains("\"mdns_names\":[\"Kitchen.local\"]"), "{d}");
+    assert!(d.contains("\"vendor\":\"Apple, Inc.\""), "{d}");
+    for (l4, port) in [("tcp", 8080), ("udp", 9999)] {
+        let flows = to_server(&text, "flow", l4, &n.addr_b, port);
+        assert_eq!(flows.len(), 1, "{l4}:\n{text}");
+        let f = &flows[0];
+        assert!(
+            f.contains(&format!("\"device\":{{\"mac\":\"{mac}\",\"side\":\"client\"")),
+            "{f}"
+        );
+        assert!(f.contains("\"hostname\":\"kitchen-speaker\""), "{f}");
+        // Both directions were mirrored: the answers are counted too.
+        assert!(dir_counts(f, "to_client").0 >= 1, "{f}");
+    }
+}
