@@ -651,7 +651,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         } else {
             conf.store.payload_sample_bytes as usize
         },
-        lan: conf.capture.gateway.then(|| gateway_config(&conf.capture.lan)),
+        lan: conf
+            .capture
+            .gateway
+            .then(|| crate::gateway::lan_config(&conf.capture.lan)),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);
@@ -979,44 +982,6 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         dropped_batches.load(Ordering::Relaxed)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Gateway mode: the LAN's prefixes and the MAC vendor table (Debian's ieee-data when
-/// installed, else the embedded common vendors).
-fn gateway_config(lan: &[engine::lan::Prefix]) -> engine::lan::LanConfig {
-    let vendors = match intel::OuiTable::system() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("netvigil: warning: {e}; using the built-in table of common vendors");
-            intel::OuiTable::embedded()
-        }
-    };
-    let prefixes = if lan.is_empty() {
-        engine::lan::Prefix::private_ranges()
-    } else {
-        lan.to_vec()
-    };
-    let names: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
-    eprintln!(
-        "netvigil: gateway mode: LAN devices on {} ({} MAC vendor prefixes from {})",
-        names.join(", "),
-        vendors.len(),
-        if vendors.sources.is_empty() {
-            "the built-in table; install Debian's ieee-data for all of them".to_string()
-        } else {
-            vendors
-                .sources
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    engine::lan::LanConfig {
-        prefixes,
-        vendors: Some(Arc::new(vendors)),
-        ..engine::lan::LanConfig::default()
-    }
 }
 
 fn write_records(
