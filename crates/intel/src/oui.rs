@@ -84,7 +84,18 @@ impl OuiTable {
                 t.load_csv(&p)?;
             }
         }
+        t.compact();
         Ok(t)
+    }
+
+    /// Frees what only loading needs (the name index) and spare capacity: the table of the
+    /// whole registry then takes about half the memory. Names loaded later are not shared.
+    pub fn compact(&mut self) {
+        self.index = HashMap::new();
+        self.names.shrink_to_fit();
+        self.l.shrink_to_fit();
+        self.m.shrink_to_fit();
+        self.s.shrink_to_fit();
     }
 
     /// The table built into the binary: common vendors only.
@@ -101,6 +112,7 @@ impl OuiTable {
                 }
             }
         }
+        t.compact();
         t
     }
 
