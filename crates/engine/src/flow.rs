@@ -466,6 +466,7 @@ impl<S: BuildHasher> FlowTable<S> {
             ended_by: reason,
             app: std::mem::take(&mut f.app),
             process: None,
+            device: None,
         }));
     }
 

@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod flow;
 mod json;
 pub mod judge;
+pub mod lan;
 pub mod record;
 pub mod sockets;
 
@@ -58,6 +59,8 @@ pub enum Record {
     Stun(Box<StunRecord>),
     Dhcp(Box<DhcpRecord>),
     Connection(Box<connections::ConnectionRecord>),
+    /// A LAN device first seen or changed (gateway mode).
+    Device(Box<lan::DeviceRecord>),
 }
 
 impl Record {
@@ -71,6 +74,7 @@ impl Record {
             Record::Stun(r) => r.write_json(out),
             Record::Dhcp(r) => r.write_json(out),
             Record::Connection(r) => r.write_json(out),
+            Record::Device(r) => r.write_json(out),
         }
     }
 
@@ -85,6 +89,7 @@ impl Record {
             Record::Stun(_) => "stun",
             Record::Dhcp(_) => "dhcp",
             Record::Connection(_) => "connection",
+            Record::Device(_) => "device",
         }
     }
 }
@@ -99,6 +104,9 @@ pub struct EngineConfig {
     /// Keep the first this many payload bytes of each direction of every flow, for the user
     /// who opted in to payload samples ([`Engine::take_samples`]); 0 (the default) keeps none.
     pub sample_bytes: usize,
+    /// Gateway mode: track the LAN's devices from Ethernet frames ([`lan`]), emit `device`
+    /// records and name the device at the LAN end of each flow. `None` (the default): off.
+    pub lan: Option<lan::LanConfig>,
 }
 
 /// The first payload bytes of each direction of one flow, in arrival order (a retransmitted
@@ -194,6 +202,12 @@ pub struct Engine {
     sample_bytes: usize,
     /// Samples of live flows by flow id, taken when the flow's record is handled.
     samples: HashMap<u64, FlowSamples>,
+    /// Gateway mode: the LAN devices.
+    lan: Option<lan::LanTracker>,
+    /// The addresses of the frame being ingested (gateway mode, untunnelled Ethernet frames).
+    frame_addrs: Option<lan::FrameAddrs>,
+    /// The LAN device of each live flow that has one: (MAC, device is the client).
+    flow_devices: HashMap<u64, (lan::Mac, bool)>,
 }
 
 impl Engine {
@@ -209,7 +223,15 @@ impl Engine {
             new_flows: Vec::new(),
             sample_bytes: cfg.sample_bytes,
             samples: HashMap::new(),
+            lan: cfg.lan.map(lan::LanTracker::new),
+            frame_addrs: None,
+            flow_devices: HashMap::new(),
         }
+    }
+
+    /// The LAN device tracker (gateway mode only).
+    pub fn lan(&self) -> Option<&lan::LanTracker> {
+        self.lan.as_ref()
     }
 
     /// The payload samples of flow `id` (see [`EngineConfig::sample_bytes`]), removed from the
@@ -232,11 +254,18 @@ impl Engine {
         if let Some(a) = d.anomaly {
             self.anomalies.add(a);
         }
+        if let Some(lan) = &mut self.lan
+            && f.link == LinkType::ETHERNET
+        {
+            let net = if d.tunnels == 0 { d.net.as_ref() } else { None };
+            self.frame_addrs = lan.observe(f.ts, f.data, net, &mut self.buf);
+        }
         match d.net {
             None if d.anomaly.is_some() => self.stats.undecodable_frames += 1,
             None => self.stats.non_ip_frames += 1,
             Some(net) => self.net(f.ts, d.vlan, net, 1, u64::from(f.orig_len)),
         }
+        self.frame_addrs = None;
         self.drain(out);
     }
 
@@ -281,6 +310,17 @@ impl Engine {
     }
 
     fn drain(&mut self, out: &mut Vec<Record>) {
+        if let Some(lan) = &self.lan
+            && !self.flow_devices.is_empty()
+        {
+            for r in &mut self.buf {
+                if let Record::Flow(f) = r
+                    && let Some((mac, client_side)) = self.flow_devices.remove(&f.id)
+                {
+                    f.device = Some(Box::new(lan.flow_device(&mac, client_side)));
+                }
+            }
+        }
         out.append(&mut self.buf);
     }
 
@@ -352,6 +392,11 @@ impl Engine {
         if touched.created {
             if let Some(name) = self.dissector.cache.lookup(&flow.server().ip, ts) {
                 flow.app.set_domain(name, DomainSource::Dns);
+            }
+            if let (Some(lan), Some(a)) = (&self.lan, &self.frame_addrs)
+                && let Some(end) = lan.flow_end(a, &flow.client(), &flow.server())
+            {
+                self.flow_devices.insert(flow.id(), end);
             }
             if self.report_new_flows {
                 self.new_flows.push(NewFlow {

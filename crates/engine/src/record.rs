@@ -195,6 +195,8 @@ pub struct FlowRecord {
     pub app: AppInfo,
     /// The process on this machine that owns the flow's local end (live capture only).
     pub process: Option<Box<crate::sockets::ProcessInfo>>,
+    /// Gateway mode: the LAN device at the flow's local end.
+    pub device: Option<Box<crate::lan::FlowDevice>>,
 }
 
 impl FlowRecord {
@@ -267,6 +269,10 @@ impl FlowRecord {
         if let Some(p) = &self.process {
             out.push_str(",\"process\":");
             out.push_str(&crate::connections::process_json(p));
+        }
+        if let Some(d) = &self.device {
+            out.push_str(",\"device\":");
+            out.push_str(&d.json());
         }
         out.push('}');
     }

@@ -46,6 +46,8 @@ fn small_config() -> EngineConfig {
         },
         report_new_flows: true,
         sample_bytes: 64,
+        // Gateway mode on: the LAN device tracker reads every Ethernet frame too.
+        lan: Some(engine::lan::LanConfig::default()),
     }
 }
 

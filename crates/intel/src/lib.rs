@@ -9,7 +9,8 @@
 //! What the binary does: `discover(&default_dirs(config_dir))` then `Discovery::load(extra)`
 //! gives a [`Places`] ([`engine::enrich::GeoLookup`]); [`DomainTable::shipped`] plus
 //! [`DomainTable::add_user`] and [`DomainTable::load_tracker_list`] gives the
-//! [`engine::enrich::DomainLabels`]; [`ServiceNames::system`] the [`engine::enrich::Services`].
+//! [`engine::enrich::DomainLabels`]; [`ServiceNames::system`] the [`engine::enrich::Services`];
+//! [`OuiTable::system`] the MAC vendors of gateway mode ([`engine::lan::MacVendors`]).
 //! Sources, licences and file names: docs/enrichment.md.
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod domains;
 pub mod error;
 mod json;
 pub mod mmdb;
+pub mod oui;
 pub mod places;
 pub mod ranges;
 pub mod rdap;
@@ -25,6 +27,7 @@ pub mod services;
 pub use domains::DomainTable;
 pub use error::{LoadError, LoadErrorKind};
 pub use mmdb::MmdbDb;
+pub use oui::{MacVendor, OuiTable};
 pub use places::{Discovery, HOW_TO_GET, KNOWN_FILES, Places, Source, default_dirs, discover};
 pub use ranges::{RangeDb, TextFormat};
 pub use services::ServiceNames;

@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub no_store: bool,
     /// Dashboard address (overrides the config's `web.listen`).
     pub listen: Option<std::net::SocketAddr>,
+    /// `--gateway`: report the LAN's devices and their flows.
+    pub gateway: bool,
+    /// `--lan`: the LAN's prefixes (gateway mode).
+    pub lan: Vec<engine::lan::Prefix>,
 }
 
 pub fn now_nanos() -> i64 {
@@ -508,6 +512,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         data_dir: flags.data_dir.clone(),
         no_web: flags.no_web,
         listen: flags.listen,
+        gateway: flags.gateway,
+        lan: flags.lan.clone(),
         ..Default::default()
     });
     let opts = &RunOptions {
@@ -547,6 +553,8 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         // it fills or after this timeout).
         let ring = RingConfig {
             block_timeout_ms: 2,
+            // Gateway mode on a mirror port: the frames are addressed to other machines.
+            promiscuous: conf.capture.gateway,
             ..RingConfig::default()
         };
         match AfPacket::open(&ifaces, &ring, filter.as_deref()) {
@@ -643,6 +651,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         } else {
             conf.store.payload_sample_bytes as usize
         },
+        lan: conf
+            .capture
+            .gateway
+            .then(|| crate::gateway::lan_config(&conf.capture.lan)),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);

@@ -8,6 +8,7 @@ mod config;
 mod connections;
 mod doctor;
 mod fleet;
+mod gateway;
 mod history;
 mod https;
 mod judging;
@@ -114,6 +115,14 @@ pub struct RunArgs {
     /// Most flows kept in memory at once.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_flows: usize,
+    /// Gateway mode: on a router, bridge or mirror port, report the LAN's devices (MAC vendor,
+    /// DHCP hostname, mDNS name) and their flows (docs/gateway.md).
+    #[arg(long)]
+    pub gateway: bool,
+    /// Gateway mode: an address prefix of the LAN (repeat for several); default: the private
+    /// and link-local ranges.
+    #[arg(long, value_name = "PREFIX", value_parser = engine::lan::Prefix::parse)]
+    pub lan: Vec<engine::lan::Prefix>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +181,14 @@ pub struct ReadArgs {
     /// them back. Default 0: no payload is kept.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "store")]
     pub sample_bytes: usize,
+    /// Gateway mode: the capture was taken on a router, bridge or mirror port; report the
+    /// LAN's devices and name each flow's device (docs/gateway.md).
+    #[arg(long)]
+    pub gateway: bool,
+    /// Gateway mode: an address prefix of the LAN (repeat for several); default: the private
+    /// and link-local ranges.
+    #[arg(long, value_name = "PREFIX", value_parser = engine::lan::Prefix::parse, requires = "gateway")]
+    pub lan: Vec<engine::lan::Prefix>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -210,6 +227,8 @@ fn main() -> ExitCode {
             no_web: a.no_web,
             no_store: a.no_store,
             listen: a.listen,
+            gateway: a.gateway,
+            lan: a.lan,
         }),
         Command::Status(a) => status::run(&a, cli.config.as_deref()),
         Command::Connections(a) => connections::run(&a),

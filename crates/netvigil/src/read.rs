@@ -100,6 +100,7 @@ fn read_one(
             ..FlowConfig::default()
         },
         sample_bytes: if args.store { args.sample_bytes } else { 0 },
+        lan: args.gateway.then(|| crate::gateway::lan_config(&args.lan)),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);

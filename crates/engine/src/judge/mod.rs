@@ -258,6 +258,9 @@ pub struct Subject<'a> {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub process: Option<&'a ProcessInfo>,
+    /// Gateway mode: the LAN device at the local end (its name, else its MAC address); it is
+    /// the app when no process is known.
+    pub device: Option<&'a str>,
     pub app_proto: Option<&'static str>,
     pub app_by: AppBy,
     pub domain: Option<&'a str>,
@@ -294,7 +297,10 @@ impl<'a> Subject<'a> {
     /// when the client's address is public and the server's is not; otherwise the client is
     /// local (outbound). A flow to a multicast or broadcast address is always outbound.
     pub fn from_flow(f: &'a FlowRecord, cfg: &Config) -> Self {
-        let inbound = if cfg.local_addrs.is_empty() {
+        let inbound = if let Some(d) = &f.device {
+            // Gateway mode: the LAN device's end is the local one.
+            !d.client_side
+        } else if cfg.local_addrs.is_empty() {
             is_global(f.client.ip) && !is_global(f.server.ip) && !is_group(f.server.ip)
         } else {
             cfg.local_addrs.contains(&f.server.ip) && !cfg.local_addrs.contains(&f.client.ip)
@@ -328,6 +334,7 @@ impl<'a> Subject<'a> {
             local,
             remote,
             process: f.process.as_deref(),
+            device: f.device.as_deref().map(|d| d.label.as_str()),
             app_proto: f.app.app_proto,
             app_by: f.app.app_by,
             domain: f.app.domain.as_deref(),
@@ -357,6 +364,7 @@ impl<'a> Subject<'a> {
             local: c.local,
             remote: c.remote,
             process: c.process.as_ref(),
+            device: None,
             app_proto: None,
             app_by: AppBy::Port,
             domain: None,
@@ -369,9 +377,12 @@ impl<'a> Subject<'a> {
         }
     }
 
-    /// The owner's process name, if known.
+    /// The owner's process name, if known; in gateway mode, else the LAN device.
     pub fn app(&self) -> Option<&'a str> {
-        self.process.map(|p| p.name.as_str()).filter(|n| !n.is_empty())
+        self.process
+            .map(|p| p.name.as_str())
+            .filter(|n| !n.is_empty())
+            .or(self.device)
     }
 
     /// The port of the service: the remote's for outbound, the local one for inbound and

@@ -198,6 +198,7 @@ pub fn flow(proto: u8, client: &str, server: &str, out: u64, inn: u64) -> FlowRe
         ended_by: EndReason::IdleTimeout,
         app: AppInfo::default(),
         process: None,
+        device: None,
     }
 }
 

@@ -85,6 +85,10 @@ pub struct CaptureConfig {
     pub filter: Option<String>,
     /// Socket-table poll interval in ms; `None`: 5000 when capturing, 2000 without.
     pub poll_ms: Option<u64>,
+    /// Gateway mode (`--gateway`): report the LAN's devices and their flows (docs/gateway.md).
+    pub gateway: bool,
+    /// Gateway mode: the LAN's address prefixes; empty: the private and link-local ranges.
+    pub lan: Vec<engine::lan::Prefix>,
 }
 
 /// `[store]`.
@@ -288,6 +292,8 @@ impl Default for Config {
                 interfaces: Vec::new(),
                 filter: None,
                 poll_ms: None,
+                gateway: false,
+                lan: Vec::new(),
             },
             store: StoreConfig::default(),
             web: WebConfig {
@@ -430,6 +436,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub no_web: bool,
     pub listen: Option<SocketAddr>,
+    /// `--gateway`: turns gateway mode on.
+    pub gateway: bool,
+    /// `--lan PREFIX` (repeatable): replaces `capture.lan`.
+    pub lan: Vec<engine::lan::Prefix>,
     pub every_connection: bool,
     pub webhook_url: Option<String>,
 }
@@ -500,6 +510,12 @@ impl Config {
         }
         if o.no_capture {
             self.capture.enabled = false;
+        }
+        if o.gateway {
+            self.capture.gateway = true;
+        }
+        if !o.lan.is_empty() {
+            self.capture.lan = o.lan.clone();
         }
         if o.poll_ms.is_some() {
             self.capture.poll_ms = o.poll_ms;

@@ -312,13 +312,28 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 }
 
 fn capture(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
-    const KEYS: [&str; 4] = ["enabled", "interfaces", "filter", "poll_ms"];
+    const KEYS: [&str; 6] = ["enabled", "interfaces", "filter", "poll_ms", "gateway", "lan"];
     let cap = &mut c.capture;
     for (k, ks, v) in entries(t) {
         let key = format!("capture.{k}");
         match k {
             "enabled" => set(&mut cap.enabled, ctx.bool(&key, v)),
             "interfaces" => set(&mut cap.interfaces, ctx.strings(&key, v)),
+            "gateway" => set(&mut cap.gateway, ctx.bool(&key, v)),
+            "lan" => {
+                if let Some(list) = ctx.strings(&key, v) {
+                    let mut out = Vec::with_capacity(list.len());
+                    for s in &list {
+                        match engine::lan::Prefix::parse(s) {
+                            Ok(p) => out.push(p),
+                            Err(e) => ctx.err(&v.span(), &key, e.to_string()),
+                        }
+                    }
+                    if out.len() == list.len() {
+                        cap.lan = out;
+                    }
+                }
+            }
             "filter" => {
                 if let Some(s) = ctx.string(&key, v) {
                     cap.filter = Some(s.trim().to_string()).filter(|s| !s.is_empty());

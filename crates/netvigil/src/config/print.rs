@@ -79,6 +79,9 @@ pub(super) fn print(c: &Config) -> String {
     let _ = writeln!(w, "enabled = {}", cap.enabled);
     let _ = writeln!(w, "interfaces = {}", strs(&cap.interfaces));
     let _ = writeln!(w, "filter = {}", q(cap.filter.as_deref().unwrap_or("")));
+    let _ = writeln!(w, "gateway = {}", cap.gateway);
+    let lan: Vec<String> = cap.lan.iter().map(ToString::to_string).collect();
+    let _ = writeln!(w, "lan = {}", strs(&lan));
     match cap.poll_ms {
         Some(ms) => writeln!(w, "poll_ms = {ms}"),
         None => writeln!(w, "poll_ms = \"auto\""),

@@ -149,6 +149,8 @@ fn every_key_is_read() {
         CaptureConfig {
             enabled: false,
             interfaces: s(&["eth0", "wlan0"]),
+            gateway: false,
+            lan: Vec::new(),
             filter: Some("tcp port 443".into()),
             poll_ms: Some(750),
         }
@@ -366,7 +368,7 @@ red_flag = 2025-01-01T00:00:00
         msg.contains("line 2: capture.poll_ms: expected a whole number from 10 to 60000, got 5"),
         "{msg}"
     );
-    assert!(msg.contains("line 3: capture.interfacez: unknown key (the keys of [capture] are: enabled, interfaces, filter, poll_ms)"), "{msg}");
+    assert!(msg.contains("line 3: capture.interfacez: unknown key (the keys of [capture] are: enabled, interfaces, filter, poll_ms, gateway, lan)"), "{msg}");
     assert!(
         msg.contains("expected a URL like \"https://ntfy.sh/mytopic\""),
         "{msg}"
@@ -515,9 +517,13 @@ fn empty_file_is_all_defaults_and_overrides_win() {
         data_dir: Some("/tmp/nv".into()),
         no_web: true,
         listen: Some("127.0.0.1:9999".parse().unwrap()),
+        gateway: true,
+        lan: vec![engine::lan::Prefix::parse("192.168.7.0/24").unwrap()],
         every_connection: true,
         webhook_url: Some("http://127.0.0.1:1/x".into()),
     });
+    assert!(file.capture.gateway);
+    assert_eq!(file.capture.lan[0].to_string(), "192.168.7.0/24");
     assert_eq!(file.capture.interfaces, ["wlan0"]);
     assert_eq!(file.capture.filter.as_deref(), Some("udp"));
     assert!(!file.capture.enabled && !file.web.enabled && file.alerts.every_connection);
@@ -560,4 +566,19 @@ fn parser_never_panics_on_garbage() {
             let _ = parse(t);
         }
     }
+}
+
+#[test]
+fn gateway_keys() {
+    let c = parse("[capture]\ngateway = true\nlan = [\"192.168.1.0/24\", \"fd00::/8\"]\n").unwrap();
+    assert!(c.capture.gateway);
+    assert_eq!(c.capture.lan.len(), 2);
+    assert!(
+        c.to_toml().contains("lan = [\"192.168.1.0/24\", \"fd00::/8\"]"),
+        "{}",
+        c.to_toml()
+    );
+    let msg = parse("[capture]\nlan = [\"192.168.1.0/40\"]\n").unwrap_err();
+    let msg = format!("{msg:?}");
+    assert!(msg.contains("capture.lan") && msg.contains("0 to 32"), "{msg}");
 }

@@ -122,6 +122,21 @@ fn event_row(r: &Record) -> Option<EventRow<'_>> {
             app: c.process.as_ref().map(|p| clean(&p.name)).and_then(short),
             domain: None,
         }),
+        // A LAN device (gateway mode): its latest address, its MAC address as the host.
+        Record::Device(d) => Some(EventRow {
+            kind: "device",
+            ts: d.ts,
+            flow_id: None,
+            client: d
+                .device
+                .ipv4
+                .last()
+                .map(|a| IpAddr::V4(*a))
+                .or_else(|| d.device.ipv6.last().map(|a| IpAddr::V6(*a))),
+            server: None,
+            app: None,
+            domain: Some(Cow::Owned(engine::lan::mac_text(&d.device.mac))),
+        }),
     }
 }
 
@@ -142,7 +157,10 @@ fn flow_strings(f: &FlowRecord, process_json: Option<String>) -> FlowStrings<'_>
         s: [
             f.app.app_proto.map(Cow::Borrowed),
             domain,
-            p.map(|p| clean(&p.name)).and_then(short),
+            p.map(|p| clean(&p.name))
+                // Gateway mode: the LAN device owns the flow.
+                .or_else(|| f.device.as_deref().map(|d| clean(&d.label)))
+                .and_then(short),
             p.and_then(|p| p.exe.as_ref())
                 .map(|e| match e.to_string_lossy() {
                     Cow::Borrowed(b) => clean(b),

@@ -415,7 +415,11 @@ fn insert_flow(
             let (name, _exe, id) = cache.process(tx, p)?;
             (Some(name), Some(id), p.inferred)
         }
-        None => (None, None, false),
+        // Gateway mode: the LAN device owns the flow.
+        None => match &f.device {
+            Some(d) => (Some(cache.string(tx, &d.label)?), None, false),
+            None => (None, None, false),
+        },
     };
     let remote = match domain {
         Some(d) => d,
@@ -476,6 +480,7 @@ pub(crate) fn kind_code(r: &Record) -> i64 {
         Record::Stun(_) => 5,
         Record::Dhcp(_) => 6,
         Record::Connection(_) => 7,
+        Record::Device(_) => 8,
     }
 }
 
@@ -500,7 +505,7 @@ fn insert_event(
         ),
         Record::Stun(s) => (Some(&s.meta), None),
         Record::Dhcp(d) => (Some(&d.meta), d.dhcp.hostname.clone()),
-        Record::Connection(_) => (None, None),
+        Record::Connection(_) | Record::Device(_) => (None, None),
     };
     let (ts, flow_id, client, server, app, host_id) = match (meta, r) {
         (Some(m), _) => {
@@ -528,6 +533,13 @@ fn insert_event(
                 Some(cache.ip(tx, c.remote.ip())?)
             };
             (c.ts, None, Some(c.local.ip()), Some(c.remote.ip()), app, host)
+        }
+        // A LAN device (gateway mode): its MAC address as the host, its latest address.
+        (None, Record::Device(d)) => {
+            let mac = cache.string(tx, &engine::lan::mac_text(&d.device.mac))?;
+            let ip = d.device.ipv4.last().map(|a| IpAddr::V4(*a));
+            let ip = ip.or_else(|| d.device.ipv6.last().map(|a| IpAddr::V6(*a)));
+            (d.ts, None, ip, None, None, Some(mac))
         }
         _ => return Ok(()),
     };
