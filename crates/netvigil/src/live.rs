@@ -500,6 +500,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    crate::logging::set_config_level(conf.log.level);
     conf.apply_overrides(&crate::config::Overrides {
         interfaces: flags.interfaces.clone(),
         filter: flags.filter.clone(),
@@ -552,7 +553,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         match AfPacket::open(&ifaces, &ring, filter.as_deref()) {
             Ok(c) => Some(c),
             Err(e @ CaptureOpenError::NeedsPrivilege { .. }) => {
-                eprintln!("netvigil: {e}");
+                tracing::warn!("{e}");
                 None
             }
             Err(e) => return Err(e).context("opening packet capture"),
@@ -565,7 +566,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         None
     };
     if let Err(e) = caps::keep_only(&[Cap::SysPtrace, Cap::DacReadSearch]) {
-        eprintln!("netvigil: warning: could not drop capabilities ({e})");
+        tracing::warn!(error = %e, "could not drop capabilities");
     }
     let poll_ms = opts
         .poll_ms
@@ -573,18 +574,20 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     match &capture {
         Some(c) => {
             let names: Vec<String> = c.interfaces().into_iter().map(|(n, _, _)| n).collect();
-            eprintln!(
-                "netvigil: capturing packets on {} and reading the socket table every {} ms",
-                if names.is_empty() {
-                    "all interfaces".to_string()
-                } else {
-                    names.join(", ")
-                },
-                poll_ms
+            let on = if names.is_empty() {
+                "all interfaces".to_string()
+            } else {
+                names.join(", ")
+            };
+            tracing::info!(
+                interfaces = %on,
+                poll_ms,
+                "capturing packets on {on} and reading the socket table every {poll_ms} ms"
             );
         }
-        None => eprintln!(
-            "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms{} (run `netvigil doctor` to see how to enable capture)",
+        None => tracing::info!(
+            poll_ms,
+            "socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms{} (run `netvigil doctor` to see how to enable capture)",
             poll_ms,
             if opts.poll_ms.is_none() {
                 format!(", up to {} ms while nothing changes", poll_ms * 2)
@@ -650,7 +653,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         match os::rdns::Resolver::new(os::rdns::RdnsConfig::default()) {
             Ok(r) => Some(r),
             Err(e) => {
-                eprintln!("netvigil: warning: reverse DNS is off: {e}");
+                tracing::warn!(error = %e, "reverse DNS is off");
                 None
             }
         }
@@ -693,7 +696,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     }
     match crate::notify::Dispatcher::from_config(&conf) {
         Ok((d, _off)) => sinks.notify = Some(d),
-        Err(e) => eprintln!("netvigil: warning: alerts are not delivered: {e}"),
+        Err(e) => tracing::warn!(error = %e, "alerts are not delivered"),
     }
     // Fleet mode: enrolled with `netvigil agent enroll`, this machine streams its records up.
     if let Some(dir) = &opts.data_dir
@@ -701,10 +704,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     {
         match crate::fleet::agent::Uplink::start(crate::fleet::agent::UplinkConfig::new(dir)) {
             Ok(u) => {
-                eprintln!("netvigil: fleet agent: records go to the enrolled server");
+                tracing::info!("fleet agent: records go to the enrolled server");
                 sinks.uplink = Some(u);
             }
-            Err(e) => eprintln!("netvigil: warning: fleet uplink off: {e:#}"),
+            Err(e) => tracing::warn!(error = format_args!("{e:#}"), "fleet uplink off"),
         }
     }
     let mut tracker = ConnTracker::new();
@@ -737,7 +740,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     judging.judge.snapshot(&snap);
                     sinks.snapshot(&snap);
                 }
-                Err(e) => eprintln!("netvigil: warning: {e:#}"),
+                Err(e) => tracing::warn!(error = format_args!("{e:#}"), "reading the socket table"),
             }
             poll = if conns.is_empty() {
                 (poll * 5 / 4).min(max_poll)
@@ -884,7 +887,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                         .apps
                         .digest_facts(engine::judge::Period::Hour, &judging.judge.config);
                     let text = engine::judge::digest(&facts);
-                    eprintln!("netvigil: {text}");
+                    tracing::info!(period = "hour", "{text}");
                     sinks.digest("hour", text, now_nanos());
                     judging.judge.apps.clear();
                 }
@@ -894,7 +897,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     && day != last_hour / 24
                     && let Some(text) = sinks.day_digest(now_nanos())
                 {
-                    eprintln!("netvigil: {text}");
+                    tracing::info!(period = "day", "{text}");
                     sinks.digest("day", text, now_nanos());
                 }
                 last_hour = hour;
@@ -960,14 +963,21 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     sinks.close(&judging.judge.alerter);
     let s = engine.stats();
     let c = engine.flow_counters();
-    eprintln!(
-        "netvigil: stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
+    let lost = dropped_batches.load(Ordering::Relaxed);
+    tracing::info!(
+        packets = s.frames,
+        kernel_drops = final_drops,
+        flows = c.created,
+        connections = tracker.stats.opened,
+        unowned = attribution.unattributed,
+        lost_batches = lost,
+        "stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
         s.frames,
         final_drops,
         c.created,
         tracker.stats.opened,
         attribution.unattributed,
-        dropped_batches.load(Ordering::Relaxed)
+        lost
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -1032,7 +1042,7 @@ fn syn_loop(
             Ok(Some(f)) if f.outgoing => owners.on_outgoing(now_nanos(), LinkType::ETHERNET, f.data),
             Ok(_) => None,
             Err(e) => {
-                eprintln!("netvigil: the SYN watcher stopped: {e}");
+                tracing::error!(error = %e, "the SYN watcher stopped");
                 break;
             }
         };
@@ -1087,7 +1097,7 @@ fn capture_loop(
             });
         });
         if let Err(e) = r {
-            eprintln!("netvigil: capture stopped: {e}");
+            tracing::error!(error = %e, "capture stopped");
             break;
         }
         // Blocking: while the engine is behind, frames wait in the kernel's ring, whose drops

@@ -362,7 +362,7 @@ fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
     );
     assert!(stdout(&st).contains("dropped by the kernel"), "{}", stdout(&st));
     let err1 = stop(&mut run);
-    assert!(err1.contains("netvigil: history:"), "{err1}");
+    assert!(err1.contains("netvigil::sinks: history:"), "{err1}");
     let st = status(&[]);
     assert_eq!(st.status.code(), Some(3), "{}", stdout(&st));
     assert!(

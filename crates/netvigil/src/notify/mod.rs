@@ -27,7 +27,6 @@ pub mod desktop;
 pub mod syslog;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -493,10 +492,7 @@ impl Dispatcher {
             match h {
                 Ok(h) => workers.push(h),
                 Err(e) => {
-                    eprintln!(
-                        "netvigil: notify: cannot start a thread for {}: {e}",
-                        shared.names[i]
-                    );
+                    tracing::error!(channel = shared.names[i], error = %e, "notify: cannot start a thread");
                     outs.pop();
                     let mut r = shared.running.lock().unwrap_or_else(|e| e.into_inner());
                     *r -= 1;
@@ -520,7 +516,7 @@ impl Dispatcher {
             })
             .ok();
         if router.is_none() {
-            eprintln!("netvigil: notify: cannot start the router thread; alerts will not be delivered");
+            tracing::error!("notify: cannot start the router thread; alerts will not be delivered");
         }
         Self {
             tx: router.is_some().then_some(tx),
@@ -655,16 +651,12 @@ fn channel_loop(i: usize, sink: &mut dyn Sink, rx: &Receiver<Arc<Notice>>, sh: &
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 // At most one warning a minute per channel, so a dead endpoint does not flood.
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    let more = if quiet > 0 {
-                        format!(" ({quiet} more failures since the last warning)")
-                    } else {
-                        String::new()
-                    };
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "netvigil: notify: {}: alert {} not delivered: {e}{more}",
-                        sink.name(),
-                        n.id
+                    tracing::warn!(
+                        channel = sink.name(),
+                        alert = %n.id,
+                        error = %e,
+                        failures_since_last_warning = quiet,
+                        "notify: alert not delivered"
                     );
                     last_warning = Some(Instant::now());
                     quiet = 0;

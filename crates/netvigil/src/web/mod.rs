@@ -183,7 +183,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("netvigil: the dashboard cannot start: {e}");
+                    tracing::error!(error = %e, "the dashboard cannot start");
                     return;
                 }
             };
@@ -191,7 +191,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
                 let listener = match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("netvigil: the dashboard cannot start: {e}");
+                        tracing::error!(error = %e, "the dashboard cannot start");
                         return;
                     }
                 };
@@ -204,7 +204,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
                     }
                 };
                 if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                    eprintln!("netvigil: the dashboard stopped: {e}");
+                    tracing::error!(error = %e, "the dashboard stopped");
                 }
             });
         })
