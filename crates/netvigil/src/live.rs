@@ -688,13 +688,33 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             &mut judging.judge.alerter,
         )?);
     }
+    // Noise control: the config file, the dashboard's saved settings on top, and every save
+    // from the dashboard while running (alert delivery and the judge's safe lists follow it).
+    let live_noise = Arc::new(crate::notify::LiveNoise::new(
+        crate::notify::Dispatcher::noise_settings(&conf),
+    ));
+    if let Some(path) = crate::web::settings::config_dir().map(|d| d.join("settings.json")) {
+        match crate::web::settings::Settings::load(&path) {
+            Ok(s) => live_noise.set_dashboard(&s),
+            Err(e) => tracing::warn!(error = %e, "the dashboard's settings are not applied"),
+        }
+    }
+    let mut noise_seen = 0u64;
     if conf.web.enabled {
         let db = sinks.store.as_ref().map(|s| s.path.clone());
-        let (view, server) = start_web(conf.web.listen, db, &judging.judge.config, Arc::clone(&metrics))?;
+        let ln = Arc::clone(&live_noise);
+        let on_save = crate::web::settings::OnSave(Arc::new(move |s| ln.set_dashboard(s)));
+        let (view, server) = start_web(
+            conf.web.listen,
+            db,
+            &judging.judge.config,
+            Arc::clone(&metrics),
+            Some(on_save),
+        )?;
         sinks.view = Some(view);
         sinks.server = Some(server);
     }
-    match crate::notify::Dispatcher::from_config(&conf) {
+    match crate::notify::Dispatcher::from_config_live(&conf, Arc::clone(&live_noise)) {
         Ok((d, _off)) => sinks.notify = Some(d),
         Err(e) => tracing::warn!(error = %e, "alerts are not delivered"),
     }
@@ -877,6 +897,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
+            if let Some(n) = live_noise.newer(&mut noise_seen) {
+                let c = &mut judging.judge.config;
+                (c.safe_apps, c.safe_hosts, c.safe_ports) = (n.safe.apps, n.safe.hosts, n.safe.ports);
+            }
             // At each full hour: one sentence about the hour that ended (dashboard, alert
             // channels, log), and the per-app totals start over.
             let hour = now_nanos() / 3_600_000_000_000;

@@ -343,6 +343,7 @@ pub fn start_web(
     db: Option<PathBuf>,
     judge: &engine::judge::Config,
     metrics: Arc<Metrics>,
+    on_settings: Option<web::settings::OnSave>,
 ) -> Result<(Arc<LiveView>, web::ServerHandle)> {
     let view = LiveView::new(
         judge.clone(),
@@ -354,6 +355,7 @@ pub fn start_web(
     let mut opts = web::ServeOptions::new(db, secret);
     opts.addr = listen;
     opts.metrics = Some(metrics);
+    opts.on_settings = on_settings;
     // RDAP on demand: the IANA bootstrap is kept beside the database once fetched.
     match crate::rdap_fetch::Rdap::new(opts.store_path.as_deref().and_then(std::path::Path::parent)) {
         Ok(r) => opts.rdap = Some(Arc::new(r)),

@@ -58,6 +58,8 @@ pub struct ServeOptions {
     /// RDAP (whois) lookups for `/api/whois/{ip}` (`None`: the route answers from what the view
     /// knows and says RDAP is off).
     pub rdap: Option<Arc<crate::rdap_fetch::Rdap>>,
+    /// Told about settings once saved (`None`: saved only).
+    pub on_settings: Option<settings::OnSave>,
 }
 
 impl ServeOptions {
@@ -74,6 +76,7 @@ impl ServeOptions {
             heartbeat: Duration::from_secs(5),
             metrics: None,
             rdap: None,
+            on_settings: None,
         }
     }
 }
