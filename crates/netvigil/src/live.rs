@@ -902,10 +902,11 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                 (c.safe_apps, c.safe_hosts, c.safe_ports) = (n.safe.apps, n.safe.hosts, n.safe.ports);
             }
             // At each full hour: one sentence about the hour that ended (dashboard, alert
-            // channels, log), and the per-app totals start over.
+            // channels, log), and the per-app totals start over (each app's distinct remote
+            // addresses of the last day are kept, for "many distinct remotes").
             let hour = now_nanos() / 3_600_000_000_000;
             if hour != last_hour {
-                if last_hour != 0 && !judging.judge.apps.is_empty() {
+                if last_hour != 0 && judging.judge.apps.is_active() {
                     let facts = judging
                         .judge
                         .apps
@@ -913,7 +914,9 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     let text = engine::judge::digest(&facts);
                     tracing::info!(period = "hour", "{text}");
                     sinks.digest("hour", text, now_nanos());
-                    judging.judge.apps.clear();
+                }
+                if last_hour != 0 {
+                    judging.judge.apps.start_period(now_nanos(), 86_400_000_000_000);
                 }
                 // At midnight (UTC): the day's digest, from the history.
                 let day = hour / 24;
