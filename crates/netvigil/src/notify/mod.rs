@@ -432,7 +432,10 @@ impl Plan {
         let mut plan = Plan::default();
         if n.terminal.common.enabled {
             plan.channels.push(Channel::new(
-                Box::new(terminal::Terminal::new(Box::new(std::io::stderr()))),
+                Box::new(
+                    terminal::Terminal::new(Box::new(std::io::stderr()))
+                        .with_priorities(std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty())),
+                ),
                 &n.terminal.common,
             ));
         } else {

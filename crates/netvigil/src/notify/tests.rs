@@ -1043,3 +1043,35 @@ fn dashboard_settings_reach_the_running_dispatcher() {
     assert_eq!(s.suppressed(Verdict::RateLimited), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Under systemd the terminal lines carry their syslog priority for the journal.
+#[test]
+fn terminal_lines_carry_journal_priorities_under_systemd() {
+    let buf = SharedBuf::default();
+    let mut t = Terminal::new(Box::new(buf.clone())).with_priorities(true);
+    let stop = Stop::default();
+    for (sev, rule) in [
+        (Severity::High, Rule::RedFlag),
+        (Severity::Medium, Rule::InboundAccept),
+        (Severity::Low, Rule::NewApp),
+        (Severity::Info, Rule::NewRemote),
+    ] {
+        t.deliver(&Notice::from_alert(&alert(rule, sev, "curl", "a.example")), &stop)
+            .unwrap();
+    }
+    let lines = buf.lines();
+    let prios: Vec<&str> = lines.iter().map(|l| &l[..3]).collect();
+    assert_eq!(prios, ["<3>", "<4>", "<5>", "<6>"], "{lines:?}");
+    assert!(
+        lines[1].starts_with("<4>netvigil: alert [medium] inbound_accept curl"),
+        "{lines:?}"
+    );
+    let plain = SharedBuf::default();
+    Terminal::new(Box::new(plain.clone()))
+        .deliver(
+            &Notice::from_alert(&alert(Rule::RedFlag, Severity::High, "curl", "a.example")),
+            &stop,
+        )
+        .unwrap();
+    assert!(plain.lines()[0].starts_with("netvigil: alert [high]"));
+}
