@@ -496,7 +496,7 @@ fn distinct_remotes_outlive_the_hourly_period() {
     let cfg = Config::default();
     let e = Enrichers::default();
     let mut apps = Apps::new(8);
-    let mut add = |apps: &mut Apps, i: u32, t: i64| {
+    let add = |apps: &mut Apps, i: u32, t: i64| {
         let mut f = owned(
             flow(6, "192.168.1.10:40000", &format!("198.51.100.{i}:443"), 10, 10),
             prog("crawler"),
