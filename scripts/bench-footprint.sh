@@ -36,6 +36,10 @@ NV=$!
 sleep 2
 ip netns exec "$A" timeout "$((DURATION - 3))" tcpreplay -q -i vA --mbps "$MBPS" --loop 0 "$CAPTURE" \
     > "$WORK/replay" 2>&1 || true
+# Where the memory is at the end of the traffic: anonymous (heap), file (the binary and
+# libraries) and shared (the kernel's capture ring).
+NVPID=$(pgrep -P "$NV" -f "$BIN" | head -n 1 || true)
+[[ -n $NVPID ]] && grep -E "^(VmRSS|RssAnon|RssFile|RssShmem)" "/proc/$NVPID/status" | tr -s ' \t' ' ' | paste -sd ' ' || true
 wait "$NV"
 python3 - "$WORK/time" "$DURATION" <<'PY'
 import re, sys

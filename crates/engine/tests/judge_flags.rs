@@ -89,7 +89,7 @@ fn every_flow_flag() {
         ("big cloud", tls("198.51.100.1:443", "bucket.example.com"), vec![(HostingProvider, 1)]),
         ("daemon outside", owned(with_app(flow(6, "192.168.1.10:50010", "93.184.216.34:443", 100, 100), "tls", Some(("tracker.example.org", DomainSource::TlsSni))), daemon("systemd-resolved")), vec![(DaemonOutside, 2)]),
         ("daemon to vendor", owned(with_app(flow(6, "192.168.1.10:50011", "93.184.216.34:80", 100, 100), "http", Some(("archive.ubuntu.com", DomainSource::HttpHost))), daemon("http")), vec![(PlaintextHttp, 3)]),
-        ("daemon on its port", owned(with_app(flow(17, "192.168.1.10:50012", "93.184.216.34:123", 48, 48), "ntp", None), daemon("chronyd")), vec![(UnusualPort, 2)]),
+        ("daemon on its port", owned(with_app(flow(17, "192.168.1.10:50012", "93.184.216.34:123", 48, 48), "ntp", None), daemon("chronyd")), vec![]),
         ("resolver on 53", owned(with_app(flow(17, "192.168.1.10:50013", "93.184.216.34:53", 60, 120), "dns", None), daemon("systemd-resolved")), vec![]),
         ("daemon by unit", owned(flow(6, "192.168.1.10:50014", "93.184.216.34:443", 100, 100), ProcessInfo { unit: Some("fwupd.service".into()), ..prog("fwupd-helper") }), vec![(DaemonOutside, 2)]),
         ("ipv6 informational", tls("[2a00:1450:4001::1]:443", "www.google.com"), vec![(Ipv6, 0)]),
@@ -485,4 +485,48 @@ fn judgement_fields_as_json() {
         s.contains("\"explanation\":\"x\\\"y uploaded 9.0 MB over plain"),
         "{s}"
     );
+}
+
+/// The live monitor starts a new period every hour (the hourly digest); "many distinct
+/// remotes" counts the addresses of the last day, not of the current hour only.
+#[test]
+fn distinct_remotes_outlive_the_hourly_period() {
+    const HOUR: i64 = 3600 * SEC;
+    const DAY: i64 = 24 * HOUR;
+    let cfg = Config::default();
+    let e = Enrichers::default();
+    let mut apps = Apps::new(8);
+    let add = |apps: &mut Apps, i: u32, t: i64| {
+        let mut f = owned(
+            flow(6, "192.168.1.10:40000", &format!("198.51.100.{i}:443"), 10, 10),
+            prog("crawler"),
+        );
+        (f.start, f.end) = (t, t);
+        let s = Subject::from_flow(&f, &cfg);
+        apps.add(&s, &judge::assess(&s, &e, &cfg), &cfg);
+    };
+    for i in 0..15 {
+        add(&mut apps, i, T0);
+    }
+    apps.start_period(T0 + HOUR, DAY);
+    assert!(!apps.is_active(), "nothing happened in the new hour yet");
+    assert!(apps.summaries(&cfg).is_empty());
+    // 11 connections this hour, 5 of them to addresses of the hour before: 21 in the day.
+    for i in 10..21 {
+        add(&mut apps, i, T0 + HOUR + SEC);
+    }
+    let c = &apps.summaries(&cfg)[0];
+    assert_eq!((c.connections, c.remotes), (11, 21));
+    assert!(c.flags.iter().any(|f| f.kind == FlagKind::ManyRemotes));
+    assert!(apps.digest_facts(judge::Period::Hour, &cfg).apps == 1);
+    // A day later the first hour's addresses are forgotten (10..21 were seen again later).
+    apps.start_period(T0 + HOUR + DAY, DAY);
+    add(&mut apps, 30, T0 + HOUR + DAY + SEC);
+    let c = &apps.summaries(&cfg)[0];
+    assert_eq!((c.connections, c.remotes), (1, 12));
+    assert!(!c.flags.iter().any(|f| f.kind == FlagKind::ManyRemotes));
+    // Two days of silence: the app is gone.
+    apps.start_period(T0 + 4 * DAY, DAY);
+    apps.start_period(T0 + 4 * DAY + HOUR, DAY);
+    assert!(apps.is_empty());
 }

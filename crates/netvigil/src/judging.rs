@@ -32,7 +32,7 @@ impl Judging {
         let found = intel::discover(&intel::default_dirs(None));
         let (places, errors) = found.load(&[]);
         for e in errors {
-            eprintln!("netvigil: warning: {e}");
+            tracing::warn!("{e}");
         }
         Self {
             judge: Judge::new(config),

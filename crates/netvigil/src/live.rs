@@ -103,6 +103,12 @@ struct FirstPacketOwners {
 
 type Opened = (i64, Direction, SocketEntry, Option<ProcessInfo>);
 
+/// Most 4-tuples remembered as "owner already looked up" (UDP, ping) or "SYN-ACK sent, socket
+/// not found yet" (inbound TCP); past it the set starts over (a few lookups are repeated).
+/// Each set holds only recent first packets: 16,384 is a minute at 270 new flows a second,
+/// and keeps the set under 2 MiB (65,536 cost up to 8 MiB at its largest).
+const SEEN_MAX: usize = 16_384;
+
 impl FirstPacketOwners {
     /// An echo request from a ping socket: its owner, from /proc/net/icmp (ping sockets are
     /// not in sock_diag), once per (local, remote, identifier).
@@ -119,7 +125,7 @@ impl FirstPacketOwners {
             return None;
         }
         let (local, remote) = (SocketAddr::new(src, id), SocketAddr::new(dst, id));
-        if self.udp_seen.len() > 65_536 {
+        if self.udp_seen.len() > SEEN_MAX {
             self.udp_seen.clear();
         }
         if !self.udp_seen.insert((local, remote)) {
@@ -293,7 +299,7 @@ impl FirstPacketOwners {
         if let L4::Other { .. } = net.l4 {
             let proto = net.proto.0;
             let (local, remote) = (SocketAddr::new(net.src, 0), SocketAddr::new(net.dst, 0));
-            if self.udp_seen.len() > 65_536 {
+            if self.udp_seen.len() > SEEN_MAX {
                 self.udp_seen.clear();
             }
             if !self.udp_seen.insert((local, remote)) {
@@ -316,7 +322,7 @@ impl FirstPacketOwners {
             match flags & 0x12 {
                 0x02 => Direction::Outbound,
                 0x12 => {
-                    if self.inbound.len() > 65_536 {
+                    if self.inbound.len() > SEEN_MAX {
                         self.inbound.clear();
                     }
                     self.inbound.insert((local, remote), 8);
@@ -332,7 +338,7 @@ impl FirstPacketOwners {
                 }
             }
         } else {
-            if self.udp_seen.len() > 65_536 {
+            if self.udp_seen.len() > SEEN_MAX {
                 self.udp_seen.clear();
             }
             if !self.udp_seen.insert((local, remote)) {
@@ -504,6 +510,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    crate::logging::set_config_level(conf.log.level);
     conf.apply_overrides(&crate::config::Overrides {
         interfaces: flags.interfaces.clone(),
         filter: flags.filter.clone(),
@@ -550,17 +557,22 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             None => None,
         };
         // Frames reach the engine within a few milliseconds (the ring hands over a block when
-        // it fills or after this timeout).
+        // it fills or after this timeout). 4 MiB of ring (16 blocks of 256 KiB, each larger
+        // than the largest GRO frame): the kernel's ring pages are all resident, and the
+        // capture thread only copies frames out, so 8 MiB was 4 MiB of memory for nothing at
+        // a workstation's rates (4 MiB is 33 ms of a saturated 1 Gbit/s link).
         let ring = RingConfig {
             block_timeout_ms: 2,
             // Gateway mode on a mirror port: the frames are addressed to other machines.
             promiscuous: conf.capture.gateway,
+            block_size: 256 << 10,
+            block_count: 16,
             ..RingConfig::default()
         };
         match AfPacket::open(&ifaces, &ring, filter.as_deref()) {
             Ok(c) => Some(c),
             Err(e @ CaptureOpenError::NeedsPrivilege { .. }) => {
-                eprintln!("netvigil: {e}");
+                tracing::warn!("{e}");
                 None
             }
             Err(e) => return Err(e).context("opening packet capture"),
@@ -573,7 +585,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         None
     };
     if let Err(e) = caps::keep_only(&[Cap::SysPtrace, Cap::DacReadSearch]) {
-        eprintln!("netvigil: warning: could not drop capabilities ({e})");
+        tracing::warn!(error = %e, "could not drop capabilities");
     }
     let poll_ms = opts
         .poll_ms
@@ -581,18 +593,20 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     match &capture {
         Some(c) => {
             let names: Vec<String> = c.interfaces().into_iter().map(|(n, _, _)| n).collect();
-            eprintln!(
-                "netvigil: capturing packets on {} and reading the socket table every {} ms",
-                if names.is_empty() {
-                    "all interfaces".to_string()
-                } else {
-                    names.join(", ")
-                },
-                poll_ms
+            let on = if names.is_empty() {
+                "all interfaces".to_string()
+            } else {
+                names.join(", ")
+            };
+            tracing::info!(
+                interfaces = %on,
+                poll_ms,
+                "capturing packets on {on} and reading the socket table every {poll_ms} ms"
             );
         }
-        None => eprintln!(
-            "netvigil: socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms{} (run `netvigil doctor` to see how to enable capture)",
+        None => tracing::info!(
+            poll_ms,
+            "socket-table mode: no packet capture, so connections and their bytes come from the socket table every {} ms{} (run `netvigil doctor` to see how to enable capture)",
             poll_ms,
             if opts.poll_ms.is_none() {
                 format!(", up to {} ms while nothing changes", poll_ms * 2)
@@ -662,7 +676,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         match os::rdns::Resolver::new(os::rdns::RdnsConfig::default()) {
             Ok(r) => Some(r),
             Err(e) => {
-                eprintln!("netvigil: warning: reverse DNS is off: {e}");
+                tracing::warn!(error = %e, "reverse DNS is off");
                 None
             }
         }
@@ -697,15 +711,35 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             &mut judging.judge.alerter,
         )?);
     }
+    // Noise control: the config file, the dashboard's saved settings on top, and every save
+    // from the dashboard while running (alert delivery and the judge's safe lists follow it).
+    let live_noise = Arc::new(crate::notify::LiveNoise::new(
+        crate::notify::Dispatcher::noise_settings(&conf),
+    ));
+    if let Some(path) = crate::web::settings::config_dir().map(|d| d.join("settings.json")) {
+        match crate::web::settings::Settings::load(&path) {
+            Ok(s) => live_noise.set_dashboard(&s),
+            Err(e) => tracing::warn!(error = %e, "the dashboard's settings are not applied"),
+        }
+    }
+    let mut noise_seen = 0u64;
     if conf.web.enabled {
         let db = sinks.store.as_ref().map(|s| s.path.clone());
-        let (view, server) = start_web(conf.web.listen, db, &judging.judge.config, Arc::clone(&metrics))?;
+        let ln = Arc::clone(&live_noise);
+        let on_save = crate::web::settings::OnSave(Arc::new(move |s| ln.set_dashboard(s)));
+        let (view, server) = start_web(
+            conf.web.listen,
+            db,
+            &judging.judge.config,
+            Arc::clone(&metrics),
+            Some(on_save),
+        )?;
         sinks.view = Some(view);
         sinks.server = Some(server);
     }
-    match crate::notify::Dispatcher::from_config(&conf) {
+    match crate::notify::Dispatcher::from_config_live(&conf, Arc::clone(&live_noise)) {
         Ok((d, _off)) => sinks.notify = Some(d),
-        Err(e) => eprintln!("netvigil: warning: alerts are not delivered: {e}"),
+        Err(e) => tracing::warn!(error = %e, "alerts are not delivered"),
     }
     // Fleet mode: enrolled with `netvigil agent enroll`, this machine streams its records up.
     if let Some(dir) = &opts.data_dir
@@ -713,10 +747,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     {
         match crate::fleet::agent::Uplink::start(crate::fleet::agent::UplinkConfig::new(dir)) {
             Ok(u) => {
-                eprintln!("netvigil: fleet agent: records go to the enrolled server");
+                tracing::info!("fleet agent: records go to the enrolled server");
                 sinks.uplink = Some(u);
             }
-            Err(e) => eprintln!("netvigil: warning: fleet uplink off: {e:#}"),
+            Err(e) => tracing::warn!(error = format_args!("{e:#}"), "fleet uplink off"),
         }
     }
     let mut tracker = ConnTracker::new();
@@ -749,7 +783,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     judging.judge.snapshot(&snap);
                     sinks.snapshot(&snap);
                 }
-                Err(e) => eprintln!("netvigil: warning: {e:#}"),
+                Err(e) => tracing::warn!(error = format_args!("{e:#}"), "reading the socket table"),
             }
             poll = if conns.is_empty() {
                 (poll * 5 / 4).min(max_poll)
@@ -886,19 +920,26 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
             last_tick = Instant::now();
             engine.tick(now_nanos(), &mut records);
             judging.tick(now_nanos());
+            if let Some(n) = live_noise.newer(&mut noise_seen) {
+                let c = &mut judging.judge.config;
+                (c.safe_apps, c.safe_hosts, c.safe_ports) = (n.safe.apps, n.safe.hosts, n.safe.ports);
+            }
             // At each full hour: one sentence about the hour that ended (dashboard, alert
-            // channels, log), and the per-app totals start over.
+            // channels, log), and the per-app totals start over (each app's distinct remote
+            // addresses of the last day are kept, for "many distinct remotes").
             let hour = now_nanos() / 3_600_000_000_000;
             if hour != last_hour {
-                if last_hour != 0 && !judging.judge.apps.is_empty() {
+                if last_hour != 0 && judging.judge.apps.is_active() {
                     let facts = judging
                         .judge
                         .apps
                         .digest_facts(engine::judge::Period::Hour, &judging.judge.config);
                     let text = engine::judge::digest(&facts);
-                    eprintln!("netvigil: {text}");
+                    tracing::info!(period = "hour", "{text}");
                     sinks.digest("hour", text, now_nanos());
-                    judging.judge.apps.clear();
+                }
+                if last_hour != 0 {
+                    judging.judge.apps.start_period(now_nanos(), 86_400_000_000_000);
                 }
                 // At midnight (UTC): the day's digest, from the history.
                 let day = hour / 24;
@@ -906,7 +947,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     && day != last_hour / 24
                     && let Some(text) = sinks.day_digest(now_nanos())
                 {
-                    eprintln!("netvigil: {text}");
+                    tracing::info!(period = "day", "{text}");
                     sinks.digest("day", text, now_nanos());
                 }
                 last_hour = hour;
@@ -972,14 +1013,21 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     sinks.close(&judging.judge.alerter);
     let s = engine.stats();
     let c = engine.flow_counters();
-    eprintln!(
-        "netvigil: stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
+    let lost = dropped_batches.load(Ordering::Relaxed);
+    tracing::info!(
+        packets = s.frames,
+        kernel_drops = final_drops,
+        flows = c.created,
+        connections = tracker.stats.opened,
+        unowned = attribution.unattributed,
+        lost_batches = lost,
+        "stopped: {} packets ({} dropped by the kernel), {} flows, {} connections opened, {} flows without a known owner, {} batches lost at shutdown",
         s.frames,
         final_drops,
         c.created,
         tracker.stats.opened,
         attribution.unattributed,
-        dropped_batches.load(Ordering::Relaxed)
+        lost
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -1044,7 +1092,7 @@ fn syn_loop(
             Ok(Some(f)) if f.outgoing => owners.on_outgoing(now_nanos(), LinkType::ETHERNET, f.data),
             Ok(_) => None,
             Err(e) => {
-                eprintln!("netvigil: the SYN watcher stopped: {e}");
+                tracing::error!(error = %e, "the SYN watcher stopped");
                 break;
             }
         };
@@ -1099,7 +1147,7 @@ fn capture_loop(
             });
         });
         if let Err(e) = r {
-            eprintln!("netvigil: capture stopped: {e}");
+            tracing::error!(error = %e, "capture stopped");
             break;
         }
         // Blocking: while the engine is behind, frames wait in the kernel's ring, whose drops

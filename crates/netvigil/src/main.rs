@@ -13,6 +13,7 @@ mod history;
 mod https;
 mod judging;
 mod live;
+mod logging;
 mod notify;
 mod rdap_fetch;
 mod read;
@@ -38,6 +39,10 @@ struct Cli {
     /// ~/.config/netvigil/config.toml; a missing default file means every default applies).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Log level of netvigil's own log lines on standard error (default: `NETVIGIL_LOG`, else
+    /// `log.level` in the config, else info).
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<logging::LogLevel>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +215,7 @@ fn default_run_args() -> RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_level);
     let command = cli.command.unwrap_or_else(|| Command::Run(default_run_args()));
     let result = match command {
         Command::Read(args) => read::run(&args),

@@ -144,15 +144,21 @@ fn read_one(
     }
     out.records(&mut records, summary).context("writing records")?;
     if let Some(n) = read.truncated_tail {
-        eprintln!(
-            "netvigil: warning: {}: the last record is cut short ({n} bytes missing or incomplete); {} packets before it were read",
+        tracing::warn!(
+            file = %path.display(),
+            missing_bytes = n,
+            packets = read.packets,
+            "{}: the last record is cut short ({n} bytes missing or incomplete); {} packets before it were read",
             path.display(),
             read.packets
         );
     }
     if let Some(e) = &read.error {
-        eprintln!(
-            "netvigil: warning: {}: stopped reading at a damaged record ({e}); {} packets before it were read",
+        tracing::warn!(
+            file = %path.display(),
+            error = %e,
+            packets = read.packets,
+            "{}: stopped reading at a damaged record ({e}); {} packets before it were read",
             path.display(),
             read.packets
         );

@@ -128,7 +128,7 @@ fn an_enrolled_agent_streams_its_records_to_the_server() {
     );
     let delivered: u64 = err
         .lines()
-        .find_map(|l| l.strip_prefix("netvigil: fleet: "))
+        .find_map(|l| l.split_once("netvigil::sinks: fleet: ").map(|(_, r)| r))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.replace(',', "").parse().ok())
         .unwrap_or_else(|| panic!("no fleet summary in {err}"));

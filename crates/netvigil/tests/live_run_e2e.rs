@@ -362,7 +362,7 @@ fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
     );
     assert!(stdout(&st).contains("dropped by the kernel"), "{}", stdout(&st));
     let err1 = stop(&mut run);
-    assert!(err1.contains("netvigil: history:"), "{err1}");
+    assert!(err1.contains("netvigil::sinks: history:"), "{err1}");
     let st = status(&[]);
     assert_eq!(st.status.code(), Some(3), "{}", stdout(&st));
     assert!(
@@ -442,4 +442,92 @@ fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
         3,
         "three curl flows in the history:\n{hist}"
     );
+}
+
+/// Settings saved on the dashboard take effect in the running monitor: a host made known-safe
+/// through `POST /api/settings` (with the dashboard's cookie secret) is still judged and shown
+/// (the `new_remote` alert reaches the SSE stream) but no longer reaches the alert channels
+/// (the webhook), without a restart.
+#[test]
+fn a_host_made_safe_on_the_dashboard_is_silenced_without_a_restart() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("d");
+    let dir = temp_dir("e2e-settings");
+    let data = dir.join("data");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello\n").unwrap();
+    let _server = spawn_until(
+        n.exec(
+            &n.a,
+            &[
+                python(),
+                "-c",
+                SLOW_HTTP,
+                &n.addr_a,
+                "8080",
+                www.to_str().unwrap(),
+            ],
+        ),
+        false,
+        "Serving HTTP",
+    );
+    let remote = n.addr_a.clone();
+    let mut run = start(&n, &dir, &data, &dir.join("events.jsonl"), 18081);
+    let secret = std::fs::read_to_string(dir.join("xdg/netvigil/web.secret")).unwrap();
+    let body = format!("{{\"known_safe_hosts\":[\"{remote}\"]}}");
+    let post = n
+        .exec(
+            &n.b,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &format!("Origin: http://{DASHBOARD}"),
+                "-H",
+                &format!("Cookie: nv_token={}", secret.trim()),
+                "--data-binary",
+                &body,
+                &format!("http://{DASHBOARD}/api/settings"),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&post), "200", "POST /api/settings: {}", stderr(&post));
+    assert!(dir.join("xdg/netvigil/settings.json").exists());
+
+    curl(&n, &format!("http://{remote}:8080/index.html"));
+    // Raised and shown on the dashboard ...
+    let sse = run.sse.wait(Duration::from_secs(10), |l| {
+        l.starts_with("data: ") && new_remote_for(l, &remote)
+    });
+    assert!(
+        sse.is_some(),
+        "the new_remote alert for {remote} is not on the SSE stream:\n{}\nnetvigil:\n{}",
+        run.sse.all(),
+        run.nv.all()
+    );
+    // ... but no channel gets it (the webhook answers within milliseconds on loopback).
+    sleep(Duration::from_secs(3));
+    let hooks = run.hook.all();
+    assert!(
+        !hooks.contains(&format!("\"remote\":\"{remote}\"")),
+        "an alert about the known-safe {remote} reached the webhook:\n{hooks}"
+    );
+    let err = stop(&mut run);
+    assert!(
+        !err.contains(&format!("alert [info] new_remote curl {remote}")),
+        "the terminal channel got it too:\n{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

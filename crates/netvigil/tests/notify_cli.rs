@@ -160,7 +160,9 @@ fn a_dead_webhook_fails_alone() {
     assert!(stdout.contains("terminal: delivered\n"), "{stdout}");
     assert!(stdout.contains("webhook: FAILED"), "{stdout}");
     assert!(
-        stderr.contains("netvigil: notify: webhook: alert test not delivered: cannot connect to 127.0.0.1:"),
+        stderr.contains(
+            "notify: alert not delivered channel=\"webhook\" alert=test error=cannot connect to 127.0.0.1:"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("(gave up after 2 attempts)"), "{stderr}");

@@ -414,7 +414,7 @@ fn a_truncated_last_record_is_a_warning() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("warning") && err.contains("cut short") && err.contains("9 packets"),
+        err.contains("WARN") && err.contains("cut short") && err.contains("9 packets"),
         "{err}"
     );
     assert_eq!(json_u64(&stdout(&out), "packets"), Some(9));

@@ -77,7 +77,7 @@ impl Default for WriterConfig {
             retention_every: Duration::from_secs(300),
             now: Arc::new(system_now),
             on_commit: None,
-            on_warning: Box::new(|e| eprintln!("netvigil: store: {e}")),
+            on_warning: Box::new(|e| tracing::warn!("{e}")),
         }
     }
 }

@@ -10,6 +10,10 @@
 //! its category ([`PrivacyWeights`]: ads 15, analytics 12, social 8, CDN 2, other 6) plus 1 per
 //! further connection to it (at most 5 more); never below 0. Each host is a listed reason.
 //!
+//! Periods: [`Apps::start_period`] starts the next hour's totals but keeps each app's distinct
+//! remote addresses seen within a window (a day in the live monitor), so "many distinct
+//! remotes" is about that window, not about whatever part of it the current hour holds.
+//!
 //! Bounded: at most `max_apps` apps (the least recently seen is dropped), 4096 distinct remote
 //! addresses and hosts per app (beyond that the counts say "at least"), 256 tracker hosts.
 
@@ -95,7 +99,8 @@ struct Acc {
     connections: u64,
     bytes_in: u64,
     bytes_out: u64,
-    remotes: HashSet<IpAddr>,
+    /// Distinct remote addresses, each with the last time seen (kept across periods).
+    remotes: HashMap<IpAddr, i64>,
     hosts: HashMap<String, u32>,
     flags: HashMap<FlagKind, AppFlag>,
     score: u32,
@@ -133,6 +138,29 @@ impl Apps {
         self.map.clear();
     }
 
+    /// Starts a new period at `now`: every total starts over, except each app's distinct
+    /// remote addresses seen at `now - remember` or later (those older are forgotten; an app
+    /// with none left is dropped).
+    pub fn start_period(&mut self, now: i64, remember: i64) {
+        let since = now.saturating_sub(remember);
+        self.map.retain(|_, a| {
+            a.remotes.retain(|_, &mut t| t >= since);
+            let remotes = std::mem::take(&mut a.remotes);
+            *a = Acc {
+                remotes,
+                first_seen: now,
+                last_seen: now,
+                ..Acc::default()
+            };
+            !a.remotes.is_empty()
+        });
+    }
+
+    /// Did any app do anything in this period (a connection, bytes, a flag)?
+    pub fn is_active(&self) -> bool {
+        self.map.values().any(Acc::active)
+    }
+
     fn acc(&mut self, app: Option<&str>, ts: i64) -> &mut Acc {
         let key = app.map(str::to_string);
         if !self.map.contains_key(&key)
@@ -166,8 +194,11 @@ impl Apps {
         }
         if counts {
             acc.connections += 1;
-            if acc.remotes.len() < MAX_REMOTES {
-                acc.remotes.insert(s.remote.ip());
+            let ip = s.remote.ip();
+            if let Some(t) = acc.remotes.get_mut(&ip) {
+                *t = (*t).max(s.end);
+            } else if acc.remotes.len() < MAX_REMOTES {
+                acc.remotes.insert(ip, s.end);
             }
             let key = s.remote_key();
             if let Some(n) = acc.hosts.get_mut(&key) {
@@ -217,11 +248,12 @@ impl Apps {
         }
     }
 
-    /// Every app, highest score first, then most bytes, then by name.
+    /// Every app active in this period, highest score first, then most bytes, then by name.
     pub fn summaries(&self, cfg: &Config) -> Vec<AppSummary> {
         let mut v: Vec<AppSummary> = self
             .map
             .iter()
+            .filter(|(_, a)| a.active())
             .map(|(k, a)| summary(k.as_deref(), a, cfg))
             .collect();
         v.sort_by(|a, b| {
@@ -270,6 +302,12 @@ impl Apps {
             new_apps,
             red_flags,
         }
+    }
+}
+
+impl Acc {
+    fn active(&self) -> bool {
+        self.connections > 0 || self.bytes_in > 0 || self.bytes_out > 0 || !self.flags.is_empty()
     }
 }
 

@@ -162,7 +162,7 @@ pub const SEC: i64 = 1_000_000_000;
 pub struct Config {
     pub weights: Weights,
     pub privacy: PrivacyWeights,
-    /// Remote ports that are not "unusual" (TCP and UDP).
+    /// Remote ports that are not "unusual" (TCP and UDP; 123, NTP, over UDP only).
     pub standard_ports: Vec<u16>,
     /// UDP 443 is QUIC: standard for UDP too.
     pub quic_is_standard: bool,
@@ -207,7 +207,9 @@ impl Default for Config {
         Self {
             weights: Weights::default(),
             privacy: PrivacyWeights::default(),
-            standard_ports: vec![22, 53, 80, 443, 465, 587, 993, 995, 3478, 5228, 5353, 8080, 8443],
+            standard_ports: vec![
+                22, 53, 80, 123, 443, 465, 587, 993, 995, 3478, 5228, 5353, 8080, 8443,
+            ],
             quic_is_standard: true,
             upload_ratio: 10,
             upload_min_bytes: 1_000_000,
@@ -304,10 +306,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Is `port` standard for the IP protocol `proto`?
+    /// Is `port` standard for the IP protocol `proto`? 123 (NTP) is standard over UDP only;
+    /// UDP 443 (QUIC) only when `quic_is_standard`.
     pub fn is_standard_port(&self, proto: u8, port: u16) -> bool {
         self.safe_ports.contains(&port)
-            || (self.standard_ports.contains(&port) && (port != 443 || proto != 17 || self.quic_is_standard))
+            || (self.standard_ports.contains(&port)
+                && (port != 443 || proto != 17 || self.quic_is_standard)
+                && (port != 123 || proto == 17))
     }
 
     /// The daemon entry for a process name or unit, if it is a known system service.
@@ -366,5 +371,7 @@ mod tests {
         };
         assert!(c.is_standard_port(6, 443) && !c.is_standard_port(17, 443));
         assert!(!c.is_standard_port(6, 6667));
+        // NTP: every machine's clock daemon talks to UDP 123; TCP 123 is not NTP.
+        assert!(c.is_standard_port(17, 123) && !c.is_standard_port(6, 123));
     }
 }

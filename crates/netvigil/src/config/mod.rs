@@ -72,6 +72,15 @@ pub struct Config {
     pub judge: engine::judge::Config,
     pub alerts: AlertsConfig,
     pub notify: NotifyConfig,
+    /// `[log]`: netvigil's own log lines.
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Level of the log lines on standard error (`--log-level` and `NETVIGIL_LOG` win).
+    pub level: crate::logging::LogLevel,
 }
 
 /// `[capture]`.
@@ -301,6 +310,9 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8077)),
             },
             judge: engine::judge::Config::default(),
+            log: LogConfig {
+                level: crate::logging::LogLevel::Info,
+            },
             alerts: AlertsConfig {
                 min_severity: Severity::Info,
                 dedup_window: Duration::from_secs(600),

@@ -282,7 +282,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         problems: Vec::new(),
     };
     let mut c = Config::default();
-    const TOP: [&str; 6] = ["capture", "store", "web", "judge", "alerts", "notify"];
+    const TOP: [&str; 7] = ["capture", "store", "web", "judge", "alerts", "notify", "log"];
     for (key, kspan, v) in entries(doc.get_ref()) {
         let Some(t) = (if TOP.contains(&key) {
             ctx.table(key, v)
@@ -300,6 +300,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             "web" => web(&mut ctx, t, &mut c),
             "judge" => judge(&mut ctx, t, &mut c.judge),
             "alerts" => alerts(&mut ctx, t, &mut c),
+            "log" => log(&mut ctx, t, &mut c),
             _ => notify(&mut ctx, t, &mut c),
         }
     }
@@ -429,6 +430,25 @@ fn web(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
                     None => {}
                 }
             }
+            _ => ctx.unknown(&key, &ks, &KEYS),
+        }
+    }
+}
+
+fn log(ctx: &mut Ctx<'_>, t: &DeTable<'_>, c: &mut Config) {
+    const KEYS: [&str; 1] = ["level"];
+    for (k, ks, v) in entries(t) {
+        let key = format!("log.{k}");
+        match k {
+            "level" => match ctx.string(&key, v).map(crate::logging::LogLevel::parse) {
+                Some(Some(l)) => c.log.level = l,
+                Some(None) => ctx.expected(
+                    &key,
+                    v,
+                    "one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
+                ),
+                None => {}
+            },
             _ => ctx.unknown(&key, &ks, &KEYS),
         }
     }

@@ -121,6 +121,9 @@ pub(super) fn print(c: &Config) -> String {
     let _ = writeln!(w, "enabled = {}", c.web.enabled);
     let _ = writeln!(w, "listen = {}", q(&c.web.listen.to_string()));
 
+    let _ = writeln!(w, "\n[log]");
+    let _ = writeln!(w, "level = {}", q(c.log.level.as_str()));
+
     let j = &c.judge;
     let _ = writeln!(w, "\n[judge]");
     let _ = writeln!(w, "standard_ports = {}", nums(&j.standard_ports));

@@ -28,6 +28,9 @@ payload_sample_bytes = 256
 enabled = false
 listen = "[::1]:9000"
 
+[log]
+level = "debug"
+
 [judge]
 standard_ports = [443, 8443]
 quic_is_standard = false
@@ -155,6 +158,7 @@ fn every_key_is_read() {
             poll_ms: Some(750),
         }
     );
+    assert_eq!(c.log.level, crate::logging::LogLevel::Debug);
     const DAY: u64 = 86_400;
     assert_eq!(
         c.store,
@@ -386,6 +390,12 @@ red_flag = 2025-01-01T00:00:00
 #[test]
 fn bad_values() {
     for (text, line, key, want) in [
+        (
+            "[log]\nlevel = \"loud\"",
+            2,
+            "log.level",
+            "one of \"off\", \"error\"",
+        ),
         (
             "[store]\nhour_rollup_max_age = \"2y\"",
             2,

@@ -149,12 +149,12 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     match a.command {
         None => {
             let s = server::Server::start(&dir, &target, a.listen)?;
-            eprintln!(
-                "netvigil server: listening on {} (data in {})",
+            tracing::info!(
+                "server: listening on {} (data in {})",
                 s.local_addr(),
                 dir.display()
             );
-            eprintln!("netvigil server: certificate fingerprint {}", s.fingerprint());
+            tracing::info!(fingerprint = %s.fingerprint(), "server: certificate fingerprint");
             let _web = if a.no_web {
                 None
             } else {

@@ -150,7 +150,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>
             .name("fleet-conn".into())
             .spawn(move || {
                 if let Err(e) = serve(stream, &sh) {
-                    eprintln!("netvigil server: connection closed: {e:#}");
+                    tracing::warn!(error = format_args!("{e:#}"), "server: connection closed");
                 }
                 sh.conns
                     .lock()
@@ -223,11 +223,11 @@ fn serve(stream: TcpStream, sh: &Shared) -> Result<()> {
                     )?;
                     tls.conn.send_close_notify();
                     let _ = tls.conn.complete_io(&mut tls.sock);
-                    eprintln!(
-                        "netvigil server: enrolled {} as device {} (key {})",
-                        agent.name,
-                        agent.device.0,
-                        &key_id[..16]
+                    tracing::info!(
+                        agent = %agent.name,
+                        device = agent.device.0,
+                        key = &key_id[..16],
+                        "server: enrolled an agent"
                     );
                     Ok(())
                 }

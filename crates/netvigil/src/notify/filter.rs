@@ -79,6 +79,36 @@ impl SafeLists {
     }
 }
 
+/// The part of noise control that may change while netvigil runs (the dashboard's settings):
+/// safe lists, minimum severity, snooze and rate limits. Dedup memory and rate-limit windows
+/// survive a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoiseSettings {
+    pub safe: SafeLists,
+    pub min_severity: Severity,
+    /// Everything snoozed until this time (ns since the epoch).
+    pub snooze_all: Option<i64>,
+    /// Rule name -> snoozed until (ns since the epoch).
+    pub snooze: HashMap<String, i64>,
+    /// Limit of a rule `limits` does not name; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    pub limits: HashMap<String, Option<RateLimit>>,
+}
+
+impl NoiseSettings {
+    /// From `[alerts]` and the safe lists.
+    pub fn from_config(a: &AlertsConfig, safe: SafeLists) -> Self {
+        Self {
+            safe,
+            min_severity: a.min_severity,
+            snooze_all: a.snooze_all,
+            snooze: a.snooze.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            rate_limit: a.rate_limit,
+            limits: a.rate_limits.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}
+
 /// Most (rule, app, remote) keys remembered for dedup; past it, keys older than the window
 /// are forgotten, and if that is not enough, the oldest half.
 const MAX_KEYS: usize = 65_536;
@@ -138,6 +168,17 @@ impl NoiseFilter {
     /// Replaces the safe lists.
     pub fn set_safe(&mut self, safe: SafeLists) {
         self.safe = safe;
+    }
+
+    /// Replaces what [`NoiseSettings`] holds; what was let through before still counts for
+    /// dedup and the rate limits.
+    pub fn apply(&mut self, s: &NoiseSettings) {
+        self.safe = s.safe.clone();
+        self.min_severity = s.min_severity;
+        self.snooze_all = s.snooze_all;
+        self.snooze = s.snooze.clone();
+        self.default_limit = s.rate_limit;
+        self.limits = s.limits.clone();
     }
 
     /// Decides about `n` at time `now` (ns since the epoch); a notice let through is remembered

@@ -27,7 +27,6 @@ pub mod desktop;
 pub mod syslog;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use engine::judge::{Alert, Severity};
 
 use crate::config::{CONNECTION_RULE, ChannelCommon, Config, format_time};
-use filter::{NoiseFilter, SafeLists, Verdict};
+use filter::{NoiseFilter, NoiseSettings, SafeLists, Verdict};
 
 /// One thing to tell the user: an alert, or (opt-in) a new connection.
 #[derive(Clone, Debug, PartialEq)]
@@ -306,6 +305,80 @@ pub enum Control {
     SafeLists(SafeLists),
 }
 
+/// Noise settings shared with whoever changes them while netvigil runs (the dashboard): the
+/// router thread picks up a new version before it routes the next notice. The config file's
+/// settings stay the base; the dashboard's are laid on top ([`LiveNoise::set_dashboard`]).
+#[derive(Debug)]
+pub struct LiveNoise {
+    base: NoiseSettings,
+    version: AtomicU64,
+    current: Mutex<NoiseSettings>,
+}
+
+impl LiveNoise {
+    /// Starts at `base` (the config file's settings).
+    pub fn new(base: NoiseSettings) -> Self {
+        Self {
+            current: Mutex::new(base.clone()),
+            base,
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the settings in effect.
+    pub fn set(&self, s: NoiseSettings) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The dashboard's settings on top of the base: its known-safe apps, hosts and ports are
+    /// added to the config file's; its minimum severity, snooze and rate limit, when given,
+    /// replace the config file's (a snooze in the past wakes up; the per-rule limits of the
+    /// file stay).
+    pub fn set_dashboard(&self, d: &crate::web::settings::Settings) {
+        let mut s = self.base.clone();
+        let add = |to: &mut Vec<String>, from: &[String]| {
+            for x in from {
+                let x = x.trim();
+                if !to.iter().any(|y| y == x) {
+                    to.push(x.to_string());
+                }
+            }
+        };
+        add(&mut s.safe.apps, &d.known_safe_apps);
+        add(&mut s.safe.hosts, &d.known_safe_hosts);
+        for p in &d.known_safe_ports {
+            if !s.safe.ports.contains(p) {
+                s.safe.ports.push(*p);
+            }
+        }
+        if let Some(sev) = d.alert_min_severity.as_deref().and_then(Severity::parse) {
+            s.min_severity = sev;
+        }
+        if let Some(t) = d.snooze_until {
+            s.snooze_all = Some(t.saturating_mul(1_000_000_000));
+        }
+        if let Some(r) = d.alert_rate_limit.as_deref() {
+            s.rate_limit = crate::config::RateLimit::parse(r);
+        }
+        self.set(s);
+    }
+
+    /// The settings in effect.
+    pub fn get(&self) -> NoiseSettings {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The settings when they changed since version `seen` (which is then updated).
+    pub fn newer(&self, seen: &mut u64) -> Option<NoiseSettings> {
+        let v = self.version.load(Ordering::Acquire);
+        (v != *seen).then(|| {
+            *seen = v;
+            self.get()
+        })
+    }
+}
+
 enum Msg {
     Notice(Notice),
     Control(Control),
@@ -359,7 +432,10 @@ impl Plan {
         let mut plan = Plan::default();
         if n.terminal.common.enabled {
             plan.channels.push(Channel::new(
-                Box::new(terminal::Terminal::new(Box::new(std::io::stderr()))),
+                Box::new(
+                    terminal::Terminal::new(Box::new(std::io::stderr()))
+                        .with_priorities(std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty())),
+                ),
                 &n.terminal.common,
             ));
         } else {
@@ -446,14 +522,29 @@ impl Dispatcher {
     /// `[alerts]` and the `[judge]` safe lists). Returns the dispatcher and the channels that
     /// are off with the reason (for the first-run notice).
     pub fn from_config(cfg: &Config) -> Result<(Self, Vec<Off>), String> {
-        let plan = Plan::from_config(cfg)?;
+        let live = Arc::new(LiveNoise::new(Self::noise_settings(cfg)));
+        Self::from_config_live(cfg, live)
+    }
+
+    /// The noise settings of `cfg` (`[alerts]` and the `[judge]` safe lists).
+    pub fn noise_settings(cfg: &Config) -> NoiseSettings {
         let safe = SafeLists {
             apps: cfg.judge.safe_apps.clone(),
             hosts: cfg.judge.safe_hosts.clone(),
             ports: cfg.judge.safe_ports.clone(),
         };
-        let filter = NoiseFilter::new(&cfg.alerts, safe);
-        Ok((Self::start(filter, plan.channels, cfg.alerts.queue), plan.off))
+        NoiseSettings::from_config(&cfg.alerts, safe)
+    }
+
+    /// [`Dispatcher::from_config`] whose noise settings follow `live` while it runs.
+    pub fn from_config_live(cfg: &Config, live: Arc<LiveNoise>) -> Result<(Self, Vec<Off>), String> {
+        let plan = Plan::from_config(cfg)?;
+        let mut filter = NoiseFilter::new(&cfg.alerts, SafeLists::default());
+        filter.apply(&live.get());
+        Ok((
+            Self::start_inner(filter, plan.channels, cfg.alerts.queue, now_nanos, Some(live)),
+            plan.off,
+        ))
     }
 
     /// Starts delivery to `channels` behind `filter`; `queue` bounds the intake and each
@@ -464,10 +555,32 @@ impl Dispatcher {
 
     /// [`Dispatcher::start`] with another clock (tests).
     pub fn start_with_clock(
+        filter: NoiseFilter,
+        channels: Vec<Channel>,
+        queue: usize,
+        clock: fn() -> i64,
+    ) -> Self {
+        Self::start_inner(filter, channels, queue, clock, None)
+    }
+
+    /// [`Dispatcher::start_with_clock`] whose filter takes the settings of `live` whenever
+    /// they change (tests).
+    pub fn start_live(
+        filter: NoiseFilter,
+        channels: Vec<Channel>,
+        queue: usize,
+        clock: fn() -> i64,
+        live: Arc<LiveNoise>,
+    ) -> Self {
+        Self::start_inner(filter, channels, queue, clock, Some(live))
+    }
+
+    fn start_inner(
         mut filter: NoiseFilter,
         channels: Vec<Channel>,
         queue: usize,
         clock: fn() -> i64,
+        live: Option<Arc<LiveNoise>>,
     ) -> Self {
         let queue = queue.max(1);
         let shared = Arc::new(Shared {
@@ -493,10 +606,7 @@ impl Dispatcher {
             match h {
                 Ok(h) => workers.push(h),
                 Err(e) => {
-                    eprintln!(
-                        "netvigil: notify: cannot start a thread for {}: {e}",
-                        shared.names[i]
-                    );
+                    tracing::error!(channel = shared.names[i], error = %e, "notify: cannot start a thread");
                     outs.pop();
                     let mut r = shared.running.lock().unwrap_or_else(|e| e.into_inner());
                     *r -= 1;
@@ -508,7 +618,11 @@ impl Dispatcher {
         let router = std::thread::Builder::new()
             .name("notify-router".into())
             .spawn(move || {
+                let mut seen = 0u64;
                 for m in rx {
+                    if let Some(s) = live.as_ref().and_then(|l| l.newer(&mut seen)) {
+                        filter.apply(&s);
+                    }
                     match m {
                         Msg::Control(Control::Snooze { rule, until }) => {
                             filter.snooze(rule.as_deref(), until)
@@ -520,7 +634,7 @@ impl Dispatcher {
             })
             .ok();
         if router.is_none() {
-            eprintln!("netvigil: notify: cannot start the router thread; alerts will not be delivered");
+            tracing::error!("notify: cannot start the router thread; alerts will not be delivered");
         }
         Self {
             tx: router.is_some().then_some(tx),
@@ -655,16 +769,12 @@ fn channel_loop(i: usize, sink: &mut dyn Sink, rx: &Receiver<Arc<Notice>>, sh: &
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 // At most one warning a minute per channel, so a dead endpoint does not flood.
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    let more = if quiet > 0 {
-                        format!(" ({quiet} more failures since the last warning)")
-                    } else {
-                        String::new()
-                    };
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "netvigil: notify: {}: alert {} not delivered: {e}{more}",
-                        sink.name(),
-                        n.id
+                    tracing::warn!(
+                        channel = sink.name(),
+                        alert = %n.id,
+                        error = %e,
+                        failures_since_last_warning = quiet,
+                        "notify: alert not delivered"
                     );
                     last_warning = Some(Instant::now());
                     quiet = 0;

@@ -1,7 +1,11 @@
 //! The terminal channel: one readable line per notice on standard error (under systemd that is
 //! the journal), e.g. `netvigil: alert [medium] inbound_accept sshd 203.0.113.5 port 22: ...`.
+//! Under systemd (`JOURNAL_STREAM` set) each line starts with its syslog priority (`<4>` for
+//! medium), which journald reads: `journalctl -p warning` shows medium and high alerts.
 
 use std::io::Write;
+
+use engine::judge::Severity;
 
 use super::{Notice, Sink, Stop};
 use crate::config::CONNECTION_RULE;
@@ -9,6 +13,7 @@ use crate::config::CONNECTION_RULE;
 /// Writes one line per notice.
 pub struct Terminal {
     out: Box<dyn Write + Send>,
+    journal: bool,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -20,7 +25,14 @@ impl std::fmt::Debug for Terminal {
 impl Terminal {
     /// Lines go to `out` (standard error in the monitor).
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out }
+        Self { out, journal: false }
+    }
+
+    /// Lines start with their syslog priority for journald: high `<3>` (err), medium `<4>`
+    /// (warning), low `<5>` (notice), info and connections `<6>`.
+    pub fn with_priorities(mut self, on: bool) -> Self {
+        self.journal = on;
+        self
     }
 }
 
@@ -34,7 +46,17 @@ impl Sink for Terminal {
         } else {
             "alert"
         };
-        let line = format!("netvigil: {what} {}\n", n.line());
+        let prio = if !self.journal {
+            ""
+        } else {
+            match n.severity {
+                Severity::High => "<3>",
+                Severity::Medium => "<4>",
+                Severity::Low => "<5>",
+                Severity::Info => "<6>",
+            }
+        };
+        let line = format!("{prio}netvigil: {what} {}\n", n.line());
         self.out
             .write_all(line.as_bytes())
             .and_then(|()| self.out.flush())

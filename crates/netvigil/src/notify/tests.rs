@@ -891,3 +891,187 @@ fn bus_message_decoder_never_panics_on_garbage() {
         let _ = desktop::read_message(&mut &c[..]);
     }
 }
+
+/// One HTTP/1.1 request to the dashboard over a fresh connection: (status, body).
+fn http_post(addr: std::net::SocketAddr, path: &str, secret: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: nv_token={secret}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Waits (at most 5 s) until `buf` holds `n` lines.
+fn wait_lines(buf: &SharedBuf, n: usize) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(5);
+    while buf.lines().len() < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    buf.lines()
+}
+
+/// Settings saved through the real dashboard (`POST /api/settings` with the cookie secret)
+/// change the noise control of a running dispatcher, wired as `netvigil run` wires them:
+/// known-safe hosts, apps and ports, the minimum severity, a snooze and the rate limit.
+#[test]
+fn dashboard_settings_reach_the_running_dispatcher() {
+    const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = tempdir("live-settings");
+    let mut cfg = Config::default();
+    cfg.alerts.rate_limit = None;
+    cfg.judge.safe_apps = vec!["from-config".into()];
+    let live = Arc::new(LiveNoise::new(Dispatcher::noise_settings(&cfg)));
+    let out = SharedBuf::default();
+    let d = Dispatcher::start_live(
+        NoiseFilter::new(&cfg.alerts, SafeLists::default()),
+        vec![channel(
+            Box::new(Terminal::new(Box::new(out.clone()))),
+            Severity::Info,
+        )],
+        64,
+        now_nanos,
+        Arc::clone(&live),
+    );
+    let view = crate::web::LiveView::new(
+        engine::judge::Config::default(),
+        None,
+        crate::web::Limits::default(),
+    );
+    let mut o = crate::web::ServeOptions::new(None, SECRET.into());
+    o.addr = "127.0.0.1:0".parse().unwrap();
+    o.settings_path = Some(dir.join("settings.json"));
+    o.sample_every = None;
+    let ln = Arc::clone(&live);
+    o.on_settings = Some(crate::web::settings::OnSave(Arc::new(move |s| {
+        ln.set_dashboard(s)
+    })));
+    let web = crate::web::serve(view, o).unwrap();
+    let post = |body: &str| http_post(web.addr, "/api/settings", SECRET, body);
+    let port = |mut a: Alert, p: u16| {
+        a.port = Some(p);
+        a
+    };
+
+    // Before: the remote is not known-safe, the alert goes through.
+    d.send_alert(&alert(
+        Rule::NewRemote,
+        Severity::Info,
+        "curl",
+        "cdn.quiet.example",
+    ));
+    assert_eq!(wait_lines(&out, 1).len(), 1);
+
+    let (st, body) = post(
+        r#"{"known_safe_hosts":["quiet.example","198.51.100.7"],"known_safe_apps":["backupd"],"known_safe_ports":[8443]}"#,
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(dir.join("settings.json").exists());
+    let s = live.get();
+    assert_eq!(s.safe.apps, ["from-config", "backupd"], "the file's list is kept");
+    d.send_alert(&alert(
+        Rule::NewRemote,
+        Severity::Info,
+        "curl",
+        "img.quiet.example",
+    )); // safe host
+    d.send_alert(&alert(Rule::NewRemote, Severity::Info, "curl", "198.51.100.7")); // safe address
+    d.send_alert(&alert(Rule::NewApp, Severity::Low, "backupd", "b.example")); // safe app
+    d.send_alert(&port(
+        alert(Rule::UncommonPort, Severity::Low, "ssh", "c.example"),
+        8443,
+    )); // safe port
+    d.send_alert(&alert(Rule::NewRemote, Severity::Info, "curl", "loud.example")); // passes
+    let lines = wait_lines(&out, 2);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("curl loud.example"), "{lines:?}");
+
+    // Minimum severity from the dashboard.
+    let (st, body) = post(r#"{"alert_min_severity":"medium"}"#);
+    assert_eq!(st, 200, "{body}");
+    d.send_alert(&alert(Rule::NewRemote, Severity::Low, "curl", "low.example"));
+    d.send_alert(&alert(Rule::RedFlag, Severity::High, "curl", "high.example"));
+    let lines = wait_lines(&out, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[2].contains("[high] red_flag curl high.example"),
+        "{lines:?}"
+    );
+    // The safe lists of the previous save are gone: this save has none.
+    assert_eq!(live.get().safe.apps, ["from-config"]);
+
+    // Snooze everything until a time in the future, then wake up with a rate limit of one
+    // alert an hour.
+    let (st, body) = post(r#"{"snooze_until":32503680000}"#);
+    assert_eq!(st, 200, "{body}");
+    d.send_alert(&alert(Rule::RedFlag, Severity::High, "curl", "snoozed.example"));
+    let (st, body) = post(r#"{"snooze_until":1,"alert_rate_limit":"1/1h"}"#);
+    assert_eq!(st, 200, "{body}");
+    d.send_alert(&alert(Rule::VolumeSpike, Severity::High, "curl", "first.example"));
+    d.send_alert(&alert(
+        Rule::VolumeSpike,
+        Severity::High,
+        "curl",
+        "second.example",
+    ));
+    let lines = wait_lines(&out, 4);
+
+    // A bad value is refused, names the field, and changes nothing.
+    let (st, body) = post(r#"{"alert_min_severity":"loud"}"#);
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("alert_min_severity"), "{body}");
+    let (st, body) = post(r#"{"alert_rate_limit":"lots"}"#);
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("alert_rate_limit"), "{body}");
+    web.stop();
+    let s = d.shutdown(Duration::from_secs(5));
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[3].contains("volume_spike curl first.example"), "{lines:?}");
+    assert_eq!(s.suppressed(Verdict::Safe), 4);
+    assert_eq!(s.suppressed(Verdict::BelowSeverity), 1);
+    assert_eq!(s.suppressed(Verdict::Snoozed), 1);
+    assert_eq!(s.suppressed(Verdict::RateLimited), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Under systemd the terminal lines carry their syslog priority for the journal.
+#[test]
+fn terminal_lines_carry_journal_priorities_under_systemd() {
+    let buf = SharedBuf::default();
+    let mut t = Terminal::new(Box::new(buf.clone())).with_priorities(true);
+    let stop = Stop::default();
+    for (sev, rule) in [
+        (Severity::High, Rule::RedFlag),
+        (Severity::Medium, Rule::InboundAccept),
+        (Severity::Low, Rule::NewApp),
+        (Severity::Info, Rule::NewRemote),
+    ] {
+        t.deliver(&Notice::from_alert(&alert(rule, sev, "curl", "a.example")), &stop)
+            .unwrap();
+    }
+    let lines = buf.lines();
+    let prios: Vec<&str> = lines.iter().map(|l| &l[..3]).collect();
+    assert_eq!(prios, ["<3>", "<4>", "<5>", "<6>"], "{lines:?}");
+    assert!(
+        lines[1].starts_with("<4>netvigil: alert [medium] inbound_accept curl"),
+        "{lines:?}"
+    );
+    let plain = SharedBuf::default();
+    Terminal::new(Box::new(plain.clone()))
+        .deliver(
+            &Notice::from_alert(&alert(Rule::RedFlag, Severity::High, "curl", "a.example")),
+            &stop,
+        )
+        .unwrap();
+    assert!(plain.lines()[0].starts_with("netvigil: alert [high]"));
+}

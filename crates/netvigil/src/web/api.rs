@@ -40,6 +40,7 @@ pub struct AppState {
     heartbeat: Duration,
     metrics: Option<Arc<super::metrics::Metrics>>,
     rdap: Option<Arc<crate::rdap_fetch::Rdap>>,
+    on_settings: Option<super::settings::OnSave>,
 }
 
 impl AppState {
@@ -57,6 +58,7 @@ impl AppState {
             heartbeat: o.heartbeat,
             metrics: o.metrics.clone(),
             rdap: o.rdap.clone(),
+            on_settings: o.on_settings.clone(),
         }
     }
 }
@@ -509,6 +511,9 @@ async fn post_settings(State(st): State<AppState>, headers: HeaderMap, body: axu
     let r = tokio::task::spawn_blocking(move || s.save(&p).map(|()| (s, p))).await;
     match r {
         Ok(Ok((s, p))) => {
+            if let Some(f) = &st.on_settings {
+                (f.0)(&s);
+            }
             axum::Json(json!({"saved": true, "path": p.display().to_string(), "settings": s})).into_response()
         }
         Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, e),

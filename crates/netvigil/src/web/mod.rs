@@ -58,6 +58,8 @@ pub struct ServeOptions {
     /// RDAP (whois) lookups for `/api/whois/{ip}` (`None`: the route answers from what the view
     /// knows and says RDAP is off).
     pub rdap: Option<Arc<crate::rdap_fetch::Rdap>>,
+    /// Told about settings once saved (`None`: saved only).
+    pub on_settings: Option<settings::OnSave>,
 }
 
 impl ServeOptions {
@@ -74,6 +76,7 @@ impl ServeOptions {
             heartbeat: Duration::from_secs(5),
             metrics: None,
             rdap: None,
+            on_settings: None,
         }
     }
 }
@@ -183,7 +186,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("netvigil: the dashboard cannot start: {e}");
+                    tracing::error!(error = %e, "the dashboard cannot start");
                     return;
                 }
             };
@@ -191,7 +194,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
                 let listener = match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("netvigil: the dashboard cannot start: {e}");
+                        tracing::error!(error = %e, "the dashboard cannot start");
                         return;
                     }
                 };
@@ -204,7 +207,7 @@ pub fn serve(view: Arc<LiveView>, opts: ServeOptions) -> Result<ServerHandle, St
                     }
                 };
                 if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                    eprintln!("netvigil: the dashboard stopped: {e}");
+                    tracing::error!(error = %e, "the dashboard stopped");
                 }
             });
         })

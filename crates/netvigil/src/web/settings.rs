@@ -35,6 +35,27 @@ pub struct Settings {
     pub payload_sampling: bool,
     /// How many bytes per direction when sampling (1..=4096).
     pub sample_bytes: u32,
+    /// Alerts below this reach no channel ("info", "low", "medium", "high"); absent: the
+    /// config file's `alerts.min_severity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_min_severity: Option<String>,
+    /// Every alert silenced until this time (seconds since the epoch); absent or past: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snooze_until: Option<i64>,
+    /// Limit of each rule: "10/1m", or "off"; absent: the config file's `alerts.rate_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_rate_limit: Option<String>,
+}
+
+/// Called with the settings `POST /api/settings` has just saved: the running monitor applies
+/// them (alert noise control) without a restart.
+#[derive(Clone)]
+pub struct OnSave(pub std::sync::Arc<dyn Fn(&Settings) + Send + Sync>);
+
+impl std::fmt::Debug for OnSave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSave")
+    }
 }
 
 /// Score thresholds of the levels.
@@ -88,6 +109,9 @@ impl Default for Settings {
             retention_days: 7,
             payload_sampling: false,
             sample_bytes: 256,
+            alert_min_severity: None,
+            snooze_until: None,
+            alert_rate_limit: None,
         }
     }
 }
@@ -147,6 +171,24 @@ impl Settings {
                     "{field} has the entry {bad:?}; entries must be 1 to 253 printable characters"
                 ));
             }
+        }
+        if let Some(s) = &self.alert_min_severity
+            && engine::judge::Severity::parse(s).is_none()
+        {
+            return Err(format!(
+                "alert_min_severity is {s:?}; it must be \"info\", \"low\", \"medium\" or \"high\""
+            ));
+        }
+        if let Some(r) = &self.alert_rate_limit
+            && r != "off"
+            && crate::config::RateLimit::parse(r).is_none()
+        {
+            return Err(format!(
+                "alert_rate_limit is {r:?}; it must be like \"10/1m\" (count/duration) or \"off\""
+            ));
+        }
+        if let Some(t) = self.snooze_until {
+            range("snooze_until", t, 0, 253_402_300_799)?;
         }
         if let Some(p) = self.known_safe_ports.iter().find(|p| **p == 0) {
             return Err(format!("known_safe_ports has {p}; ports are 1 to 65535"));
