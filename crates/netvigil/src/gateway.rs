@@ -11,7 +11,7 @@ pub fn lan_config(lan: &[Prefix]) -> LanConfig {
     let vendors = match intel::OuiTable::system() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("netvigil: warning: {e}; using the built-in table of common vendors");
+            tracing::warn!(error = %e, "gateway: using the built-in table of common MAC vendors");
             intel::OuiTable::embedded()
         }
     };

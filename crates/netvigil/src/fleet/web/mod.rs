@@ -96,7 +96,7 @@ impl WebOptions {
         let found = intel::discover(&intel::default_dirs(None));
         let (places, errors) = found.load(&[]);
         for e in errors {
-            eprintln!("netvigil server: warning: {e}");
+            tracing::warn!(error = %e, "dashboard: a place database could not be loaded");
         }
         Ok(WebOptions {
             addr,
@@ -179,7 +179,7 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("netvigil server: the dashboard cannot start: {e}");
+                    tracing::error!(error = %e, "dashboard: cannot start");
                     return;
                 }
             };
@@ -189,7 +189,7 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
                 {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("netvigil server: the dashboard cannot start: {e}");
+                        tracing::error!(error = %e, "dashboard: cannot start");
                         return;
                     }
                 };
@@ -203,7 +203,7 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
                 };
                 let svc = app.into_make_service_with_connect_info::<api::Peer>();
                 if let Err(e) = axum::serve(listener, svc).with_graceful_shutdown(shutdown).await {
-                    eprintln!("netvigil server: the dashboard stopped: {e}");
+                    tracing::error!(error = %e, "dashboard: stopped");
                 }
             });
             // Handshake tasks still waiting are dropped with the runtime.
@@ -234,8 +234,9 @@ pub fn start_for_server(
     let h = match serve(o) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!(
-                "netvigil server: warning: {e:#}; the dashboard is not served (agents are still received; pass --web ADDR:PORT or --no-web)"
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "dashboard: not served (agents are still received; pass --web ADDR:PORT or --no-web)"
             );
             return Ok(None);
         }
