@@ -11,7 +11,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
+use axum::body::Bytes;
 use engine::Record;
 use engine::connections::{ConnEvent, Direction};
 use engine::enrich::{Rdns, Services};
@@ -140,13 +142,27 @@ struct State {
     seq: u64,
     updated_ms: i64,
     tick: u64,
+    /// Bumped by every change (see `lock_mut`): the key of the cached `/api/connections` body.
+    generation: u64,
     /// The last digest: (period, sentence, time in ms).
     digest: Option<(&'static str, String, i64)>,
+}
+
+/// A serialised `/api/connections` body.
+#[derive(Debug)]
+struct Cached {
+    generation: u64,
+    /// When the build began (the state it shows is from then or later).
+    started: Instant,
+    body: Bytes,
 }
 
 /// What the pipeline feeds and the server reads. Share it as `Arc<LiveView>`.
 pub struct LiveView {
     state: Mutex<State>,
+    /// `/api/connections` bodies: [without closed, with closed], each with the generation it
+    /// was built at and when its build began.
+    cache: Mutex<[Option<Cached>; 2]>,
     tx: broadcast::Sender<Arc<Message>>,
     limits: Limits,
     config: Config,
@@ -176,6 +192,7 @@ impl LiveView {
         let (tx, _) = broadcast::channel(1024);
         Arc::new(Self {
             state: Mutex::new(State::default()),
+            cache: Mutex::new([None, None]),
             tx,
             limits,
             config,
@@ -188,6 +205,13 @@ impl LiveView {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lock, for a change: the generation moves on, so cached answers are rebuilt.
+    fn lock_mut(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        st.generation += 1;
+        st
     }
 
     /// A receiver of every update from now on (the SSE stream).
@@ -215,7 +239,7 @@ impl LiveView {
         };
         let now_ms = ns_to_ms(now);
         let key: Key = (proto, s.local, s.remote);
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         if let Some(p) = s.process {
             remember_process(&mut st, p, self.limits.max_processes);
         }
@@ -322,7 +346,7 @@ impl LiveView {
 
     /// An alert from the judgement.
     pub fn on_alert(&self, a: &Alert) {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let conn_id = st
             .conns
             .values()
@@ -361,7 +385,7 @@ impl LiveView {
     /// marked closed.
     pub fn on_snapshot(&self, snap: &SocketSnapshot) {
         let now_ms = ns_to_ms(snap.taken_at);
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         for p in &snap.processes {
             remember_process(&mut st, p, self.limits.max_processes);
         }
@@ -465,7 +489,7 @@ impl LiveView {
 
     /// Network health (from the dashboard's own sampler, or the pipeline).
     pub fn set_health(&self, h: Health) {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let data = serde_json::json!({
             "ts_ms": h.ts_ms,
             "bandwidth": h.bandwidth.last(),
@@ -478,7 +502,7 @@ impl LiveView {
 
     /// CPU and memory of processes (from the dashboard's sampler).
     pub fn set_usage(&self, usage: HashMap<u32, ProcUsage>) {
-        self.lock().usage = usage;
+        self.lock_mut().usage = usage;
     }
 
     /// The pids of programs with connections in the view (for the usage sampler), at most `n`.
@@ -499,7 +523,7 @@ impl LiveView {
     /// Applies a reverse-DNS answer learned after the record was judged.
     pub fn set_rdns(&self, ip: IpAddr, r: &Rdns) {
         let ip = ip.to_string();
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         for c in st.conns.values_mut().filter(|c| c.remote_ip == ip) {
             set_rdns(c, r);
         }
@@ -524,9 +548,43 @@ impl LiveView {
         }
     }
 
-    /// Connections, grouped by program (see docs/api.md, `GET /api/connections`).
-    /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
+    /// The body of `GET /api/connections`: serialised once per generation of the view and
+    /// shared by every request until the next change (a cheap clone of the bytes). The cache
+    /// lock is held while building, so requests that arrive during a build wait for it and take
+    /// its result (it began after they arrived, so it is as fresh as a build of their own):
+    /// a view that changes all the time costs one build at a time, not one per request.
+    pub fn connections_body(&self, include_closed: bool) -> Bytes {
+        let arrived = Instant::now();
+        let slot = usize::from(include_closed);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = self.lock().generation;
+        if let Some(c) = &cache[slot]
+            && (c.generation == generation || c.started >= arrived)
+        {
+            return c.body.clone();
+        }
+        let started = Instant::now();
+        let (generation, body) = self.build_connections(include_closed);
+        let body = Bytes::from(body);
+        cache[slot] = Some(Cached {
+            generation,
+            started,
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// Connections, grouped by program (see docs/api.md, `GET /api/connections`), built now.
     pub fn connections_json(&self, include_closed: bool) -> String {
+        self.build_connections(include_closed).1
+    }
+
+    /// Connections, grouped by program, with the generation they were built at.
+    /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
+    fn build_connections(&self, include_closed: bool) -> (u64, String) {
         let st = self.lock();
         let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
         for c in st.conns.values().filter(|c| include_closed || c.open) {
@@ -577,8 +635,11 @@ impl LiveView {
             obj.push_str(",\"conns\":");
             obj.push_str(&serde_json::to_string(&conns).unwrap_or_else(|_| "[]".into()));
             obj.push('}');
-            out.push(obj);
+            out.push((app, obj));
         }
+        // By name (the unknown program first): the same view gives the same bytes.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let out: Vec<String> = out.into_iter().map(|(_, o)| o).collect();
         let head = serde_json::json!({
             "generated_ms": st.updated_ms,
             "seq": st.seq,
@@ -595,7 +656,7 @@ impl LiveView {
         s.push_str(",\"apps\":[");
         s.push_str(&out.join(","));
         s.push_str("]}");
-        s
+        (st.generation, s)
     }
 
     /// Alerts, newest first.
@@ -611,7 +672,7 @@ impl LiveView {
 
     /// The digest of the period that just ended ("hour" or "day"), shown above the alerts.
     pub fn set_digest(&self, period: &'static str, text: String, ts: i64) {
-        self.lock().digest = Some((period, text, ns_to_ms(ts)));
+        self.lock_mut().digest = Some((period, text, ns_to_ms(ts)));
     }
 
     /// The last health sample, with the connection-state counts and top talkers.
