@@ -104,6 +104,10 @@ pub struct Conn {
     pub tx_queue: Option<u32>,
     /// `[ts_ms, bytes_in, bytes_out]` totals over time, oldest first.
     pub samples: VecDeque<(i64, u64, u64)>,
+    /// This connection serialised, kept until it changes (every change sets it to `None`):
+    /// a body of 10,000 connections is then mostly copied, not serialised again.
+    #[serde(skip)]
+    json: Option<Box<str>>,
 }
 
 /// One alert as the API gives it.
@@ -282,7 +286,9 @@ impl LiveView {
         }
         apply_assessment(conn, a);
         push_sample(conn, now_ms, self.limits.samples_per_connection);
+        conn.json = None;
         let data = serde_json::to_string(&*conn).unwrap_or_default();
+        conn.json = Some(data.as_str().into());
         self.publish(&mut st, "conn", data, now_ms);
         self.bound(&mut st);
     }
@@ -340,6 +346,7 @@ impl LiveView {
                 rx_queue: None,
                 tx_queue: None,
                 samples: VecDeque::new(),
+                json: None,
             }
         })
     }
@@ -421,18 +428,25 @@ impl LiveView {
                 conn.rx_queue,
                 conn.tx_queue,
             );
+            let details = (conn.rttvar_us, conn.retrans, conn.lost, conn.cwnd);
+            let mut named = false;
             if let (Some(pid), Some(name)) = (pid, name)
                 && conn.app.is_none()
             {
                 conn.app = Some(name);
                 conn.pid = Some(pid);
+                named = true;
             }
             conn.open = true;
-            conn.state = if listening {
-                "LISTEN".into()
+            let state = if listening {
+                "LISTEN"
             } else {
-                s.state.map_or_else(|| "ACTIVE".into(), |t| t.name().to_string())
+                s.state.map_or("ACTIVE", |t| t.name())
             };
+            let state_changed = conn.state != state;
+            if state_changed {
+                conn.state = state.to_string();
+            }
             conn.rx_queue = Some(s.rx_queue);
             conn.tx_queue = Some(s.tx_queue);
             if let Some(t) = s.tcp {
@@ -452,6 +466,16 @@ impl LiveView {
                 conn.last_seen_ms = now_ms;
                 push_sample(conn, now_ms, self.limits.samples_per_connection);
                 changed.push(conn.id.clone());
+            } else if state_changed || named {
+                changed.push(conn.id.clone());
+            }
+            if before != after
+                || !known
+                || state_changed
+                || named
+                || details != (conn.rttvar_us, conn.retrans, conn.lost, conn.cwnd)
+            {
+                conn.json = None;
             }
         }
         for (k, c) in st.conns.iter_mut() {
@@ -461,6 +485,7 @@ impl LiveView {
                 c.open = false;
                 c.state = "CLOSED".into();
                 c.last_seen_ms = now_ms;
+                c.json = None;
                 changed.push(c.id.clone());
             }
         }
@@ -585,7 +610,13 @@ impl LiveView {
     /// Connections, grouped by program, with the generation they were built at.
     /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
     fn build_connections(&self, include_closed: bool) -> (u64, String) {
-        let st = self.lock();
+        let mut st = self.lock();
+        // Serialise the connections that changed since the last build (not a change of the
+        // view: the generation stays).
+        for c in st.conns.values_mut().filter(|c| c.json.is_none()) {
+            c.json = Some(serde_json::to_string(&*c).unwrap_or_default().into());
+        }
+        let st = &*st;
         let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
         for c in st.conns.values().filter(|c| include_closed || c.open) {
             apps.entry(c.app.as_deref()).or_default().push(c);
@@ -632,9 +663,16 @@ impl LiveView {
             })
             .to_string();
             obj.pop();
-            obj.push_str(",\"conns\":");
-            obj.push_str(&serde_json::to_string(&conns).unwrap_or_else(|_| "[]".into()));
-            obj.push('}');
+            obj.push_str(",\"conns\":[");
+            let mut first = true;
+            for c in &conns {
+                if !first {
+                    obj.push(',');
+                }
+                first = false;
+                obj.push_str(c.json.as_deref().unwrap_or("null"));
+            }
+            obj.push_str("]}");
             out.push((app, obj));
         }
         // By name (the unknown program first): the same view gives the same bytes.
@@ -805,6 +843,7 @@ fn set_tcp(c: &mut Conn, t: &engine::sockets::TcpInfo) {
 }
 
 fn set_rdns(c: &mut Conn, r: &Rdns) {
+    c.json = None;
     match r {
         Rdns::Name(n) => {
             c.rdns = Some(n.clone());

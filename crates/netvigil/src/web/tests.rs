@@ -759,3 +759,68 @@ fn the_connections_body_is_rebuilt_after_each_change_only() {
     );
     assert!(d == v.connections_json(true).as_bytes());
 }
+
+#[test]
+fn snapshot_changes_reach_the_body_and_the_stream() {
+    use engine::sockets::{SocketEntry, SocketSnapshot};
+    let v = filled_view();
+    let mut rx = v.subscribe();
+    let entry = |state: TcpState| SocketEntry {
+        proto: SockProto::Tcp,
+        local: "10.0.0.2:40100".parse().unwrap(),
+        remote: "140.82.112.3:443".parse().unwrap(),
+        state: Some(state),
+        connected: true,
+        uid: 1000,
+        inode: 77,
+        rx_queue: 0,
+        tx_queue: 0,
+        tcp: None,
+        interface: None,
+    };
+    let snap = |sockets: Vec<SocketEntry>| SocketSnapshot {
+        taken_at: NOW + 1_000_000_000,
+        sockets,
+        ..SocketSnapshot::default()
+    };
+    let curl = |body: &[u8]| -> serde_json::Value {
+        let j: serde_json::Value = serde_json::from_slice(body).unwrap();
+        j["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app"] == "curl")
+            .unwrap()["conns"][0]
+            .clone()
+    };
+    // The socket table says curl's connection is the same: its queues are now known.
+    v.on_snapshot(&snap(vec![entry(TcpState::Established)]));
+    let c = curl(&v.connections_body(true));
+    assert_eq!(
+        (c["state"].as_str(), c["rx_queue"].as_u64()),
+        (Some("ESTABLISHED"), Some(0))
+    );
+    // Only the state changes (no bytes): the body and the stream both say so.
+    while rx.try_recv().is_ok() {}
+    v.on_snapshot(&snap(vec![entry(TcpState::CloseWait)]));
+    assert_eq!(curl(&v.connections_body(true))["state"], "CLOSE_WAIT");
+    let m = rx.try_recv().expect("a conn message for the state change");
+    assert_eq!(m.event, "conn");
+    assert!(m.data.contains("\"state\":\"CLOSE_WAIT\""), "{}", m.data);
+    // Gone from the table: closed; and a reverse-DNS answer shows.
+    v.on_snapshot(&snap(vec![]));
+    let c = curl(&v.connections_body(true));
+    assert_eq!(
+        (c["state"].as_str(), c["open"].as_bool()),
+        (Some("CLOSED"), Some(false))
+    );
+    v.set_rdns(
+        "140.82.112.3".parse().unwrap(),
+        &Rdns::Name("lb-140-82-112-3.github.com".into()),
+    );
+    assert_eq!(
+        curl(&v.connections_body(true))["rdns"],
+        "lb-140-82-112-3.github.com"
+    );
+    assert!(v.connections_body(true) == v.connections_json(true).as_bytes());
+}
