@@ -62,6 +62,7 @@ run_case() { # name churn_ms
   rm -f "$WORK/addr"
   wait "$SERVER_PID" || true
   SERVER_PID=
+  grep -h 'rebuild after one change' "$WORK/server-$name.log" || true
 }
 run_case still 0
 run_case busy "$CHURN_MS"

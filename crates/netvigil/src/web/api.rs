@@ -75,6 +75,7 @@ pub fn router(st: AppState) -> Router {
         )
         .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
         .route("/api/connections", get(connections))
+        .route("/api/connection/{id}", get(connection))
         .route("/api/alerts", get(alerts))
         .route("/api/health", get(health))
         .route("/api/history", get(history))
@@ -222,6 +223,18 @@ async fn connections(State(st): State<AppState>, UrlQuery(q): UrlQuery<HashMap<S
         }
     };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn connection(State(st): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    match st.view.connection_json(&id) {
+        Some(v) => axum::Json(v).into_response(),
+        None => err(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no connection \"{id}\" in the live view (closed ones are dropped when there are too many)"
+            ),
+        ),
+    }
 }
 
 async fn alerts(State(st): State<AppState>) -> Response {

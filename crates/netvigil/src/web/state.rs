@@ -102,12 +102,15 @@ pub struct Conn {
     pub cwnd: Option<u32>,
     pub rx_queue: Option<u32>,
     pub tx_queue: Option<u32>,
-    /// `[ts_ms, bytes_in, bytes_out]` totals over time, oldest first.
+    /// `[ts_ms, bytes_in, bytes_out]` totals over time, oldest first. Not in the list or the
+    /// stream (up to 60 points a connection would make a body of 10,000 several times larger):
+    /// `GET /api/connection/{id}` gives them.
+    #[serde(skip)]
     pub samples: VecDeque<(i64, u64, u64)>,
     /// This connection serialised, kept until it changes (every change sets it to `None`):
     /// a body of 10,000 connections is then mostly copied, not serialised again.
     #[serde(skip)]
-    json: Option<Box<str>>,
+    json: Option<Arc<str>>,
 }
 
 /// One alert as the API gives it.
@@ -610,91 +613,122 @@ impl LiveView {
     /// Connections, grouped by program, with the generation they were built at.
     /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
     fn build_connections(&self, include_closed: bool) -> (u64, String) {
-        let mut st = self.lock();
-        // Serialise the connections that changed since the last build (not a change of the
-        // view: the generation stays).
-        for c in st.conns.values_mut().filter(|c| c.json.is_none()) {
-            c.json = Some(serde_json::to_string(&*c).unwrap_or_default().into());
-        }
-        let st = &*st;
-        let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
-        for c in st.conns.values().filter(|c| include_closed || c.open) {
-            apps.entry(c.app.as_deref()).or_default().push(c);
-        }
-        let (mut tin, mut tout, mut tconn) = (0u64, 0u64, 0usize);
-        let mut out = Vec::with_capacity(apps.len());
-        for (app, mut conns) in apps {
-            conns.sort_unstable_by(|a, b| b.score.cmp(&a.score).then(b.last_seen_ms.cmp(&a.last_seen_ms)));
-            let bytes_in: u64 = conns.iter().map(|c| c.bytes_in).sum();
-            let bytes_out: u64 = conns.iter().map(|c| c.bytes_out).sum();
-            let score = conns.iter().map(|c| c.score).max().unwrap_or(0);
-            let mut pids: Vec<u32> = conns.iter().filter_map(|c| c.pid).collect();
-            pids.sort_unstable();
-            pids.dedup();
-            let proc_info = pids.iter().find_map(|p| st.processes.get(p)).map(|(p, _)| p);
-            let cpu: Option<f64> = pids
-                .iter()
-                .filter_map(|p| st.usage.get(p)?.cpu_pct)
-                .reduce(|a, b| a + b);
-            let rss: Option<u64> = pids
-                .iter()
-                .filter_map(|p| st.usage.get(p)?.rss_bytes)
-                .reduce(|a, b| a + b);
-            tin = tin.saturating_add(bytes_in);
-            tout = tout.saturating_add(bytes_out);
-            tconn += conns.len();
-            let mut obj = serde_json::json!({
-                "app": app,
-                "pids": pids,
-                "exe": proc_info.and_then(|p| p.exe.as_ref()).map(|e| e.display().to_string()),
-                "package": proc_info.and_then(|p| p.package.clone()),
-                "packaged": proc_info.filter(|p| p.package_checked).map(|p| p.package.is_some()),
-                "user": proc_info.and_then(|p| p.user.clone()),
-                "unit": proc_info.and_then(|p| p.unit.clone()),
-                "container": proc_info.and_then(|p| p.container.clone()),
-                "connections": conns.len(),
-                "open": conns.iter().filter(|c| c.open).count(),
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-                "score": score,
-                "level": Level::from_score(score).as_str(),
-                "cpu_pct": cpu,
-                "rss_bytes": rss,
+        // Under the lock: serialise the connections that changed since the last build (not a
+        // change of the view: the generation stays), group them, and take a reference-counted
+        // handle on each fragment. The copying into one body happens after the lock is let go,
+        // so the pipeline waits for the grouping only.
+        let (generation, head, apps) = {
+            let mut st = self.lock();
+            for c in st.conns.values_mut().filter(|c| c.json.is_none()) {
+                c.json = Some(serde_json::to_string(&*c).unwrap_or_default().into());
+            }
+            let st = &*st;
+            let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
+            for c in st.conns.values().filter(|c| include_closed || c.open) {
+                apps.entry(c.app.as_deref()).or_default().push(c);
+            }
+            let (mut tin, mut tout, mut tconn) = (0u64, 0u64, 0usize);
+            let mut out: Vec<(Option<&str>, String, Vec<Arc<str>>)> = Vec::with_capacity(apps.len());
+            for (app, mut conns) in apps {
+                conns.sort_unstable_by(|a, b| {
+                    b.score
+                        .cmp(&a.score)
+                        .then(b.last_seen_ms.cmp(&a.last_seen_ms))
+                        .then(a.id.cmp(&b.id))
+                });
+                let bytes_in: u64 = conns.iter().map(|c| c.bytes_in).sum();
+                let bytes_out: u64 = conns.iter().map(|c| c.bytes_out).sum();
+                let score = conns.iter().map(|c| c.score).max().unwrap_or(0);
+                let mut pids: Vec<u32> = conns.iter().filter_map(|c| c.pid).collect();
+                pids.sort_unstable();
+                pids.dedup();
+                let proc_info = pids.iter().find_map(|p| st.processes.get(p)).map(|(p, _)| p);
+                let cpu: Option<f64> = pids
+                    .iter()
+                    .filter_map(|p| st.usage.get(p)?.cpu_pct)
+                    .reduce(|a, b| a + b);
+                let rss: Option<u64> = pids
+                    .iter()
+                    .filter_map(|p| st.usage.get(p)?.rss_bytes)
+                    .reduce(|a, b| a + b);
+                tin = tin.saturating_add(bytes_in);
+                tout = tout.saturating_add(bytes_out);
+                tconn += conns.len();
+                let mut obj = serde_json::json!({
+                    "app": app,
+                    "pids": pids,
+                    "exe": proc_info.and_then(|p| p.exe.as_ref()).map(|e| e.display().to_string()),
+                    "package": proc_info.and_then(|p| p.package.clone()),
+                    "packaged": proc_info.filter(|p| p.package_checked).map(|p| p.package.is_some()),
+                    "user": proc_info.and_then(|p| p.user.clone()),
+                    "unit": proc_info.and_then(|p| p.unit.clone()),
+                    "container": proc_info.and_then(|p| p.container.clone()),
+                    "connections": conns.len(),
+                    "open": conns.iter().filter(|c| c.open).count(),
+                    "bytes_in": bytes_in,
+                    "bytes_out": bytes_out,
+                    "score": score,
+                    "level": Level::from_score(score).as_str(),
+                    "cpu_pct": cpu,
+                    "rss_bytes": rss,
+                })
+                .to_string();
+                obj.pop();
+                let frags = conns
+                    .iter()
+                    .map(|c| c.json.clone().unwrap_or_else(|| "null".into()))
+                    .collect();
+                out.push((app, obj, frags));
+            }
+            // By name (the unknown program first): the same view gives the same bytes.
+            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let head = serde_json::json!({
+                "generated_ms": st.updated_ms,
+                "seq": st.seq,
+                "totals": {
+                    "apps": out.len(),
+                    "connections": tconn,
+                    "bytes_in": tin,
+                    "bytes_out": tout,
+                },
             })
             .to_string();
-            obj.pop();
-            obj.push_str(",\"conns\":[");
-            let mut first = true;
-            for c in &conns {
-                if !first {
-                    obj.push(',');
-                }
-                first = false;
-                obj.push_str(c.json.as_deref().unwrap_or("null"));
-            }
-            obj.push_str("]}");
-            out.push((app, obj));
-        }
-        // By name (the unknown program first): the same view gives the same bytes.
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let out: Vec<String> = out.into_iter().map(|(_, o)| o).collect();
-        let head = serde_json::json!({
-            "generated_ms": st.updated_ms,
-            "seq": st.seq,
-            "totals": {
-                "apps": out.len(),
-                "connections": tconn,
-                "bytes_in": tin,
-                "bytes_out": tout,
-            },
-        })
-        .to_string();
-        let mut s = String::with_capacity(out.iter().map(String::len).sum::<usize>() + head.len() + 16);
+            let out: Vec<(String, Vec<Arc<str>>)> = out.into_iter().map(|(_, o, f)| (o, f)).collect();
+            (st.generation, head, out)
+        };
+        let len = head.len()
+            + 16
+            + apps
+                .iter()
+                .map(|(o, f)| o.len() + 16 + f.iter().map(|x| x.len() + 1).sum::<usize>())
+                .sum::<usize>();
+        let mut s = String::with_capacity(len);
         s.push_str(&head[..head.len() - 1]);
         s.push_str(",\"apps\":[");
-        s.push_str(&out.join(","));
+        for (i, (obj, frags)) in apps.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(obj);
+            s.push_str(",\"conns\":[");
+            for (j, f) in frags.iter().enumerate() {
+                if j > 0 {
+                    s.push(',');
+                }
+                s.push_str(f);
+            }
+            s.push_str("]}");
+        }
         s.push_str("]}");
-        (st.generation, s)
+        (generation, s)
+    }
+
+    /// Drops every connection's kept text (the benchmark's peer: a build that serialises all).
+    #[cfg(test)]
+    pub fn forget_serialised(&self) {
+        for c in self.lock().conns.values_mut() {
+            c.json = None;
+        }
     }
 
     /// Alerts, newest first.
@@ -744,6 +778,16 @@ impl LiveView {
             "top_talkers": top,
             "counter_help": counters,
         })
+    }
+
+    /// One connection with its byte samples (`GET /api/connection/{id}`), `None` when the view
+    /// does not hold it.
+    pub fn connection_json(&self, id: &str) -> Option<serde_json::Value> {
+        let st = self.lock();
+        let c = st.conns.values().find(|c| c.id == id)?;
+        let mut v = serde_json::to_value(c).ok()?;
+        v["samples"] = serde_json::to_value(&c.samples).ok()?;
+        Some(v)
     }
 
     /// What the view knows of one address.

@@ -687,6 +687,39 @@ fn bench_serve_10k() {
         body.len(),
         v.len()
     );
+    // The rebuild after one change (every other connection's text is kept), 21 times; and a
+    // build that serialises every connection (as each request did before the cache).
+    let p0 = process(1000, "app0", None);
+    let mut builds: Vec<Duration> = (0..21u64)
+        .map(|k| {
+            v.on_record(
+                &opened(&p0, "10.0.0.2:10000", "198.18.0.0:443", (9_000 + k, 100)),
+                &assessment(0, "Example Hosting Org", None),
+                NOW + 20_000_000_000,
+            );
+            let t = Instant::now();
+            let b = v.connections_body(true);
+            let e = t.elapsed();
+            assert!(b.len() > 1_000_000);
+            e
+        })
+        .collect();
+    builds.sort();
+    let mut full: Vec<Duration> = (0..21)
+        .map(|_| {
+            v.forget_serialised();
+            let t = Instant::now();
+            let b = v.connections_json(true);
+            let e = t.elapsed();
+            assert!(b.len() > 1_000_000);
+            e
+        })
+        .collect();
+    full.sort();
+    eprintln!(
+        "rebuild after one change: median {:?}, max {:?}; serialising all 10,000: median {:?}, max {:?}",
+        builds[10], builds[20], full[10], full[20]
+    );
     let srv = start(v.clone(), None, None);
     std::fs::write(&file, srv.addr.to_string()).unwrap();
     let end = Instant::now() + Duration::from_secs(secs);
@@ -823,4 +856,40 @@ fn snapshot_changes_reach_the_body_and_the_stream() {
         "lb-140-82-112-3.github.com"
     );
     assert!(v.connections_body(true) == v.connections_json(true).as_bytes());
+}
+
+#[test]
+fn one_connection_with_its_samples() {
+    let v = filled_view();
+    let p = process(100, "firefox", Some("firefox-esr"));
+    v.on_record(
+        &opened(&p, "10.0.0.2:40001", "93.184.216.34:443", (9000, 800)),
+        &assessment(0, "Example Org", Some("example.net")),
+        NOW + 2_000_000_000,
+    );
+    let srv = start(v, None, None);
+    // The list has no samples ...
+    let (_, j) = get_json(srv.addr, "/api/connections");
+    assert!(
+        j["apps"][0]["conns"][0].get("samples").is_none(),
+        "{}",
+        j["apps"][0]["conns"][0]
+    );
+    // ... the connection's own route has them, oldest first.
+    let (st, c) = get_json(
+        srv.addr,
+        "/api/connection/tcp%7C10.0.0.2%3A40001%7C93.184.216.34%3A443",
+    );
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["app"], "firefox");
+    assert_eq!(
+        c["samples"],
+        serde_json::json!([
+            [1_700_000_000_000i64, 5000, 700],
+            [1_700_000_002_000i64, 9000, 800]
+        ])
+    );
+    let (st, e) = get_json(srv.addr, "/api/connection/tcp%7C10.0.0.9%3A1%7C10.0.0.1%3A2");
+    assert_eq!(st, 404);
+    assert!(e["error"].as_str().unwrap().contains("no connection"));
 }

@@ -351,7 +351,7 @@ function openPop(title, ...body) {
   if (!d.open) d.showModal();
 }
 function connDetail(c) {
-  const pts = c.samples || [];
+  const chart = h('div', {}, h('span', { class: 'muted' }, 'loading…'));
   openPop(c.app ? c.app + ' → ' + (c.domain || c.remote_ip) : c.remote_ip,
     kv([
       ['local', c.local], ['remote', c.remote_ip + ':' + c.remote_port], ['direction', c.direction],
@@ -364,9 +364,12 @@ function connDetail(c) {
       ['first / last seen', time(c.first_seen_ms) + ' / ' + time(c.last_seen_ms)],
       ['score', c.score + ' (' + c.level + ')'], ['explanation', c.explanation],
     ]),
-    h('h3', {}, 'Bytes over time'),
-    lineChart(pts.map((p) => [p[0], p[1], p[2]]), 'total'),
+    h('h3', {}, 'Bytes over time'), chart,
     h('p', {}, h('button', { type: 'button', class: 'linkish', onclick: () => ipDetail(c.remote_ip) }, 'About ' + c.remote_ip + ' →')));
+  // The byte samples are not in the list: ask for this connection.
+  getJSON('/api/connection/' + encodeURIComponent(c.id)).then((full) => {
+    chart.replaceChildren(lineChart(full.samples.map((p) => [p[0], p[1], p[2]]), 'total'));
+  }).catch((e) => chart.replaceChildren(h('span', { class: 'muted' }, e.message)));
 }
 async function ipDetail(ip) {
   openPop(ip, h('p', { class: 'muted' }, 'loading…'));

@@ -115,6 +115,17 @@ fn dashboard_in_headless_chromium() {
     }
 
     let view = filled_view();
+    // firefox's connection to 198.51.100.7 again 2 s later: a second byte sample.
+    view.on_record(
+        &opened(
+            &process(100, "firefox", Some("firefox-esr")),
+            "10.0.0.2:40003",
+            "198.51.100.7:6667",
+            (20, 120_000),
+        ),
+        &assessment(6, "Shady Hosting", None),
+        NOW + 2_000_000_000,
+    );
     view.on_alert(&alert(
         "00000000000000aa",
         Severity::High,
@@ -228,13 +239,14 @@ fn dashboard_in_headless_chromium() {
         "firefox (pid 100)",
         "ESTABLISHED",
         "Bytes over time",
-        "10 B / 90 KB",
+        "20 B / 120 KB",
     ] {
         assert!(body.contains(want), "connection detail lacks {want:?}: {body}");
     }
-    assert_eq!(
-        d.js("return document.querySelectorAll('#pop-body svg.chart').length"),
-        json!(1)
+    // Two samples (the bytes at NOW and 2 s later): a line each for in and out.
+    d.wait(
+        "return document.querySelectorAll('#pop-body svg.chart path').length === 2",
+        "the bytes chart of the connection (from /api/connection/{id})",
     );
     d.js("document.getElementById('popover').close()");
     d.screenshot(&out.join("dashboard-1280x800.png"));
