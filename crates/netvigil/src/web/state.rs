@@ -155,6 +155,9 @@ struct State {
     digest: Option<(&'static str, String, i64)>,
 }
 
+/// The kept texts of one app's connections, in the order of the list.
+type Fragments = Vec<Arc<str>>;
+
 /// A serialised `/api/connections` body.
 #[derive(Debug)]
 struct Cached {
@@ -628,7 +631,7 @@ impl LiveView {
                 apps.entry(c.app.as_deref()).or_default().push(c);
             }
             let (mut tin, mut tout, mut tconn) = (0u64, 0u64, 0usize);
-            let mut out: Vec<(Option<&str>, String, Vec<Arc<str>>)> = Vec::with_capacity(apps.len());
+            let mut out: Vec<(Option<&str>, String, Fragments)> = Vec::with_capacity(apps.len());
             for (app, mut conns) in apps {
                 conns.sort_unstable_by(|a, b| {
                     b.score
@@ -693,7 +696,7 @@ impl LiveView {
                 },
             })
             .to_string();
-            let out: Vec<(String, Vec<Arc<str>>)> = out.into_iter().map(|(_, o, f)| (o, f)).collect();
+            let out: Vec<(String, Fragments)> = out.into_iter().map(|(_, o, f)| (o, f)).collect();
             (st.generation, head, out)
         };
         let len = head.len()

@@ -503,8 +503,14 @@ fn ten_thousand_rows_stay_responsive() {
         "the first load of 10,000 rows",
         60,
     );
-    let load_ms = d.js("return performance.getEntriesByName('nv-ready')[0].startTime");
-    let first_render = d.js("return performance.getEntriesByName('nv-render')[0].duration");
+    let load_ms = d
+        .js("return performance.getEntriesByName('nv-ready')[0].startTime")
+        .as_f64()
+        .unwrap();
+    let first_render = d
+        .js("return performance.getEntriesByName('nv-render')[0].duration")
+        .as_f64()
+        .unwrap();
     assert_eq!(
         d.js("return document.getElementById('card-conns').textContent"),
         json!("10000")
@@ -612,7 +618,7 @@ fn ten_thousand_rows_stay_responsive() {
     d.js(&format!("{bulk}.scrollIntoView()"));
     d.screenshot(&out.join("10k-rows-390x844.png"));
     eprintln!(
-        "10,000 rows in Chromium: page ready at {load_ms} ms, first render {first_render} ms, \
+        "10,000 rows in Chromium: page ready at {load_ms:.0} ms, first render {first_render:.1} ms, \
          scroll {scroll_ms:.1} ms, filter {filter_ms:.1} ms, \
          clear {clear_ms:.1} ms, sort {sort_ms:.1} ms; rows in the DOM: {n}"
     );
