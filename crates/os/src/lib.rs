@@ -20,6 +20,19 @@ pub mod rdns;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
+/// Clock ticks per second of process CPU times (USER_HZ, the unit of `/proc/PID/stat`):
+/// asked of the system on Linux, 100 elsewhere.
+pub fn clock_ticks() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        linux::process::clock_ticks()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        100
+    }
+}
+
 /// Parsers of OS tool output (lsof, netstat, nettop, ps, codesign, tasklist) and the tool
 /// runner: plain code compiled on every platform, tested on recorded output.
 pub mod tools;

@@ -156,10 +156,9 @@ pub struct Sampler {
     last: Option<(i64, Vec<Interface>, BTreeMap<String, i64>)>,
     bandwidth: std::collections::VecDeque<(i64, f64, f64)>,
     cpu: HashMap<u32, (i64, u64)>,
+    /// Clock ticks per second of the times in `/proc/PID/stat` (USER_HZ, asked of the system).
+    ticks_per_s: f64,
 }
-
-/// Clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on every Linux ABI).
-const USER_HZ: f64 = 100.0;
 
 impl Sampler {
     /// A sampler reading `/proc` (tests pass another root with the same layout).
@@ -169,7 +168,14 @@ impl Sampler {
             last: None,
             bandwidth: std::collections::VecDeque::new(),
             cpu: HashMap::new(),
+            ticks_per_s: os::clock_ticks() as f64,
         }
+    }
+
+    /// The same sampler with another clock-tick rate (for a `/proc` copied from another system).
+    pub fn with_clock_ticks(mut self, ticks_per_s: u64) -> Self {
+        self.ticks_per_s = ticks_per_s.max(1) as f64;
+        self
     }
 
     /// One sample at `now_ms`: interfaces, TCP counters, their rates.
@@ -244,9 +250,9 @@ impl Sampler {
                 .ok()
                 .and_then(|t| parse_status_rss(&t));
             let cpu_pct = match (ticks, self.cpu.get(&pid)) {
-                (Some(t), Some((t0, k0))) if now_ms > *t0 => {
-                    Some(t.saturating_sub(*k0) as f64 / USER_HZ * 100.0 / ((now_ms - t0) as f64 / 1000.0))
-                }
+                (Some(t), Some((t0, k0))) if now_ms > *t0 => Some(
+                    t.saturating_sub(*k0) as f64 / self.ticks_per_s * 100.0 / ((now_ms - t0) as f64 / 1000.0),
+                ),
                 _ => None,
             };
             if let Some(t) = ticks {
@@ -327,6 +333,24 @@ mod tests {
         assert_eq!(h1.bandwidth.len(), 1);
         assert!((h1.bandwidth[0].1 - 1000.0).abs() < 1e-9, "{:?}", h1.bandwidth);
         assert!((h1.tcp_rates["Tcp.RetransSegs"] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_share_uses_the_clock_tick_rate() {
+        let dir = std::env::temp_dir().join(format!("nv-web-cpu-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("42")).unwrap();
+        let stat = |utime: u64| format!("42 (x) S 1 42 42 0 -1 0 0 0 0 0 {utime} 0 0 0 20 0 1 0 100 0 0");
+        std::fs::write(dir.join("42/stat"), stat(1000)).unwrap();
+        // 250 ticks a second (a kernel with USER_HZ 250): 500 ticks over 2 s is one full CPU.
+        let mut s = Sampler::new(&dir).with_clock_ticks(250);
+        assert_eq!(s.usage(&[42], 1_000)[&42].cpu_pct, None);
+        std::fs::write(dir.join("42/stat"), stat(1500)).unwrap();
+        let u = s.usage(&[42], 3_000);
+        // This system's own rate: the default sampler asks it (100 on the usual Linux ABIs).
+        let own = Sampler::new(&dir).ticks_per_s;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!((u[&42].cpu_pct.unwrap() - 100.0).abs() < 1e-9, "{u:?}");
+        assert!(own >= 1.0 && (own - os::clock_ticks() as f64).abs() < 1e-9);
     }
 
     proptest! {

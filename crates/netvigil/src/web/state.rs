@@ -11,7 +11,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
+use axum::body::Bytes;
 use engine::Record;
 use engine::connections::{ConnEvent, Direction};
 use engine::enrich::{Rdns, Services};
@@ -100,8 +102,15 @@ pub struct Conn {
     pub cwnd: Option<u32>,
     pub rx_queue: Option<u32>,
     pub tx_queue: Option<u32>,
-    /// `[ts_ms, bytes_in, bytes_out]` totals over time, oldest first.
+    /// `[ts_ms, bytes_in, bytes_out]` totals over time, oldest first. Not in the list or the
+    /// stream (up to 60 points a connection would make a body of 10,000 several times larger):
+    /// `GET /api/connection/{id}` gives them.
+    #[serde(skip)]
     pub samples: VecDeque<(i64, u64, u64)>,
+    /// This connection serialised, kept until it changes (every change sets it to `None`):
+    /// a body of 10,000 connections is then mostly copied, not serialised again.
+    #[serde(skip)]
+    json: Option<Arc<str>>,
 }
 
 /// One alert as the API gives it.
@@ -140,13 +149,30 @@ struct State {
     seq: u64,
     updated_ms: i64,
     tick: u64,
+    /// Bumped by every change (see `lock_mut`): the key of the cached `/api/connections` body.
+    generation: u64,
     /// The last digest: (period, sentence, time in ms).
     digest: Option<(&'static str, String, i64)>,
+}
+
+/// The kept texts of one app's connections, in the order of the list.
+type Fragments = Vec<Arc<str>>;
+
+/// A serialised `/api/connections` body.
+#[derive(Debug)]
+struct Cached {
+    generation: u64,
+    /// When the build began (the state it shows is from then or later).
+    started: Instant,
+    body: Bytes,
 }
 
 /// What the pipeline feeds and the server reads. Share it as `Arc<LiveView>`.
 pub struct LiveView {
     state: Mutex<State>,
+    /// `/api/connections` bodies: [without closed, with closed], each with the generation it
+    /// was built at and when its build began.
+    cache: Mutex<[Option<Cached>; 2]>,
     tx: broadcast::Sender<Arc<Message>>,
     limits: Limits,
     config: Config,
@@ -176,6 +202,7 @@ impl LiveView {
         let (tx, _) = broadcast::channel(1024);
         Arc::new(Self {
             state: Mutex::new(State::default()),
+            cache: Mutex::new([None, None]),
             tx,
             limits,
             config,
@@ -188,6 +215,13 @@ impl LiveView {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lock, for a change: the generation moves on, so cached answers are rebuilt.
+    fn lock_mut(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        st.generation += 1;
+        st
     }
 
     /// A receiver of every update from now on (the SSE stream).
@@ -215,7 +249,7 @@ impl LiveView {
         };
         let now_ms = ns_to_ms(now);
         let key: Key = (proto, s.local, s.remote);
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         if let Some(p) = s.process {
             remember_process(&mut st, p, self.limits.max_processes);
         }
@@ -258,7 +292,9 @@ impl LiveView {
         }
         apply_assessment(conn, a);
         push_sample(conn, now_ms, self.limits.samples_per_connection);
+        conn.json = None;
         let data = serde_json::to_string(&*conn).unwrap_or_default();
+        conn.json = Some(data.as_str().into());
         self.publish(&mut st, "conn", data, now_ms);
         self.bound(&mut st);
     }
@@ -316,13 +352,14 @@ impl LiveView {
                 rx_queue: None,
                 tx_queue: None,
                 samples: VecDeque::new(),
+                json: None,
             }
         })
     }
 
     /// An alert from the judgement.
     pub fn on_alert(&self, a: &Alert) {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let conn_id = st
             .conns
             .values()
@@ -361,7 +398,7 @@ impl LiveView {
     /// marked closed.
     pub fn on_snapshot(&self, snap: &SocketSnapshot) {
         let now_ms = ns_to_ms(snap.taken_at);
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         for p in &snap.processes {
             remember_process(&mut st, p, self.limits.max_processes);
         }
@@ -397,18 +434,25 @@ impl LiveView {
                 conn.rx_queue,
                 conn.tx_queue,
             );
+            let details = (conn.rttvar_us, conn.retrans, conn.lost, conn.cwnd);
+            let mut named = false;
             if let (Some(pid), Some(name)) = (pid, name)
                 && conn.app.is_none()
             {
                 conn.app = Some(name);
                 conn.pid = Some(pid);
+                named = true;
             }
             conn.open = true;
-            conn.state = if listening {
-                "LISTEN".into()
+            let state = if listening {
+                "LISTEN"
             } else {
-                s.state.map_or_else(|| "ACTIVE".into(), |t| t.name().to_string())
+                s.state.map_or("ACTIVE", |t| t.name())
             };
+            let state_changed = conn.state != state;
+            if state_changed {
+                conn.state = state.to_string();
+            }
             conn.rx_queue = Some(s.rx_queue);
             conn.tx_queue = Some(s.tx_queue);
             if let Some(t) = s.tcp {
@@ -428,6 +472,16 @@ impl LiveView {
                 conn.last_seen_ms = now_ms;
                 push_sample(conn, now_ms, self.limits.samples_per_connection);
                 changed.push(conn.id.clone());
+            } else if state_changed || named {
+                changed.push(conn.id.clone());
+            }
+            if before != after
+                || !known
+                || state_changed
+                || named
+                || details != (conn.rttvar_us, conn.retrans, conn.lost, conn.cwnd)
+            {
+                conn.json = None;
             }
         }
         for (k, c) in st.conns.iter_mut() {
@@ -437,6 +491,7 @@ impl LiveView {
                 c.open = false;
                 c.state = "CLOSED".into();
                 c.last_seen_ms = now_ms;
+                c.json = None;
                 changed.push(c.id.clone());
             }
         }
@@ -465,7 +520,7 @@ impl LiveView {
 
     /// Network health (from the dashboard's own sampler, or the pipeline).
     pub fn set_health(&self, h: Health) {
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         let data = serde_json::json!({
             "ts_ms": h.ts_ms,
             "bandwidth": h.bandwidth.last(),
@@ -478,7 +533,7 @@ impl LiveView {
 
     /// CPU and memory of processes (from the dashboard's sampler).
     pub fn set_usage(&self, usage: HashMap<u32, ProcUsage>) {
-        self.lock().usage = usage;
+        self.lock_mut().usage = usage;
     }
 
     /// The pids of programs with connections in the view (for the usage sampler), at most `n`.
@@ -499,7 +554,7 @@ impl LiveView {
     /// Applies a reverse-DNS answer learned after the record was judged.
     pub fn set_rdns(&self, ip: IpAddr, r: &Rdns) {
         let ip = ip.to_string();
-        let mut st = self.lock();
+        let mut st = self.lock_mut();
         for c in st.conns.values_mut().filter(|c| c.remote_ip == ip) {
             set_rdns(c, r);
         }
@@ -524,78 +579,159 @@ impl LiveView {
         }
     }
 
-    /// Connections, grouped by program (see docs/api.md, `GET /api/connections`).
-    /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
-    pub fn connections_json(&self, include_closed: bool) -> String {
-        let st = self.lock();
-        let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
-        for c in st.conns.values().filter(|c| include_closed || c.open) {
-            apps.entry(c.app.as_deref()).or_default().push(c);
+    /// The body of `GET /api/connections`: serialised once per generation of the view and
+    /// shared by every request until the next change (a cheap clone of the bytes). The cache
+    /// lock is held while building, so requests that arrive during a build wait for it and take
+    /// its result (it began after they arrived, so it is as fresh as a build of their own):
+    /// a view that changes all the time costs one build at a time, not one per request.
+    pub fn connections_body(&self, include_closed: bool) -> Bytes {
+        let arrived = Instant::now();
+        let slot = usize::from(include_closed);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generation = self.lock().generation;
+        if let Some(c) = &cache[slot]
+            && (c.generation == generation || c.started >= arrived)
+        {
+            return c.body.clone();
         }
-        let (mut tin, mut tout, mut tconn) = (0u64, 0u64, 0usize);
-        let mut out = Vec::with_capacity(apps.len());
-        for (app, mut conns) in apps {
-            conns.sort_unstable_by(|a, b| b.score.cmp(&a.score).then(b.last_seen_ms.cmp(&a.last_seen_ms)));
-            let bytes_in: u64 = conns.iter().map(|c| c.bytes_in).sum();
-            let bytes_out: u64 = conns.iter().map(|c| c.bytes_out).sum();
-            let score = conns.iter().map(|c| c.score).max().unwrap_or(0);
-            let mut pids: Vec<u32> = conns.iter().filter_map(|c| c.pid).collect();
-            pids.sort_unstable();
-            pids.dedup();
-            let proc_info = pids.iter().find_map(|p| st.processes.get(p)).map(|(p, _)| p);
-            let cpu: Option<f64> = pids
-                .iter()
-                .filter_map(|p| st.usage.get(p)?.cpu_pct)
-                .reduce(|a, b| a + b);
-            let rss: Option<u64> = pids
-                .iter()
-                .filter_map(|p| st.usage.get(p)?.rss_bytes)
-                .reduce(|a, b| a + b);
-            tin = tin.saturating_add(bytes_in);
-            tout = tout.saturating_add(bytes_out);
-            tconn += conns.len();
-            let mut obj = serde_json::json!({
-                "app": app,
-                "pids": pids,
-                "exe": proc_info.and_then(|p| p.exe.as_ref()).map(|e| e.display().to_string()),
-                "package": proc_info.and_then(|p| p.package.clone()),
-                "packaged": proc_info.filter(|p| p.package_checked).map(|p| p.package.is_some()),
-                "user": proc_info.and_then(|p| p.user.clone()),
-                "unit": proc_info.and_then(|p| p.unit.clone()),
-                "container": proc_info.and_then(|p| p.container.clone()),
-                "connections": conns.len(),
-                "open": conns.iter().filter(|c| c.open).count(),
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-                "score": score,
-                "level": Level::from_score(score).as_str(),
-                "cpu_pct": cpu,
-                "rss_bytes": rss,
+        let started = Instant::now();
+        let (generation, body) = self.build_connections(include_closed);
+        let body = Bytes::from(body);
+        cache[slot] = Some(Cached {
+            generation,
+            started,
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// Connections, grouped by program (see docs/api.md, `GET /api/connections`), built now.
+    pub fn connections_json(&self, include_closed: bool) -> String {
+        self.build_connections(include_closed).1
+    }
+
+    /// Connections, grouped by program, with the generation they were built at.
+    /// Serialized directly (no `serde_json::Value` tree per connection): 10,000 rows stay cheap.
+    fn build_connections(&self, include_closed: bool) -> (u64, String) {
+        // Under the lock: serialise the connections that changed since the last build (not a
+        // change of the view: the generation stays), group them, and take a reference-counted
+        // handle on each fragment. The copying into one body happens after the lock is let go,
+        // so the pipeline waits for the grouping only.
+        let (generation, head, apps) = {
+            let mut st = self.lock();
+            for c in st.conns.values_mut().filter(|c| c.json.is_none()) {
+                c.json = Some(serde_json::to_string(&*c).unwrap_or_default().into());
+            }
+            let st = &*st;
+            let mut apps: HashMap<Option<&str>, Vec<&Conn>> = HashMap::new();
+            for c in st.conns.values().filter(|c| include_closed || c.open) {
+                apps.entry(c.app.as_deref()).or_default().push(c);
+            }
+            let (mut tin, mut tout, mut tconn) = (0u64, 0u64, 0usize);
+            let mut out: Vec<(Option<&str>, String, Fragments)> = Vec::with_capacity(apps.len());
+            for (app, mut conns) in apps {
+                conns.sort_unstable_by(|a, b| {
+                    b.score
+                        .cmp(&a.score)
+                        .then(b.last_seen_ms.cmp(&a.last_seen_ms))
+                        .then(a.id.cmp(&b.id))
+                });
+                let bytes_in: u64 = conns.iter().map(|c| c.bytes_in).sum();
+                let bytes_out: u64 = conns.iter().map(|c| c.bytes_out).sum();
+                let score = conns.iter().map(|c| c.score).max().unwrap_or(0);
+                let mut pids: Vec<u32> = conns.iter().filter_map(|c| c.pid).collect();
+                pids.sort_unstable();
+                pids.dedup();
+                let proc_info = pids.iter().find_map(|p| st.processes.get(p)).map(|(p, _)| p);
+                let cpu: Option<f64> = pids
+                    .iter()
+                    .filter_map(|p| st.usage.get(p)?.cpu_pct)
+                    .reduce(|a, b| a + b);
+                let rss: Option<u64> = pids
+                    .iter()
+                    .filter_map(|p| st.usage.get(p)?.rss_bytes)
+                    .reduce(|a, b| a + b);
+                tin = tin.saturating_add(bytes_in);
+                tout = tout.saturating_add(bytes_out);
+                tconn += conns.len();
+                let mut obj = serde_json::json!({
+                    "app": app,
+                    "pids": pids,
+                    "exe": proc_info.and_then(|p| p.exe.as_ref()).map(|e| e.display().to_string()),
+                    "package": proc_info.and_then(|p| p.package.clone()),
+                    "packaged": proc_info.filter(|p| p.package_checked).map(|p| p.package.is_some()),
+                    "user": proc_info.and_then(|p| p.user.clone()),
+                    "unit": proc_info.and_then(|p| p.unit.clone()),
+                    "container": proc_info.and_then(|p| p.container.clone()),
+                    "connections": conns.len(),
+                    "open": conns.iter().filter(|c| c.open).count(),
+                    "bytes_in": bytes_in,
+                    "bytes_out": bytes_out,
+                    "score": score,
+                    "level": Level::from_score(score).as_str(),
+                    "cpu_pct": cpu,
+                    "rss_bytes": rss,
+                })
+                .to_string();
+                obj.pop();
+                let frags = conns
+                    .iter()
+                    .map(|c| c.json.clone().unwrap_or_else(|| "null".into()))
+                    .collect();
+                out.push((app, obj, frags));
+            }
+            // By name (the unknown program first): the same view gives the same bytes.
+            out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let head = serde_json::json!({
+                "generated_ms": st.updated_ms,
+                "seq": st.seq,
+                "totals": {
+                    "apps": out.len(),
+                    "connections": tconn,
+                    "bytes_in": tin,
+                    "bytes_out": tout,
+                },
             })
             .to_string();
-            obj.pop();
-            obj.push_str(",\"conns\":");
-            obj.push_str(&serde_json::to_string(&conns).unwrap_or_else(|_| "[]".into()));
-            obj.push('}');
-            out.push(obj);
-        }
-        let head = serde_json::json!({
-            "generated_ms": st.updated_ms,
-            "seq": st.seq,
-            "totals": {
-                "apps": out.len(),
-                "connections": tconn,
-                "bytes_in": tin,
-                "bytes_out": tout,
-            },
-        })
-        .to_string();
-        let mut s = String::with_capacity(out.iter().map(String::len).sum::<usize>() + head.len() + 16);
+            let out: Vec<(String, Fragments)> = out.into_iter().map(|(_, o, f)| (o, f)).collect();
+            (st.generation, head, out)
+        };
+        let len = head.len()
+            + 16
+            + apps
+                .iter()
+                .map(|(o, f)| o.len() + 16 + f.iter().map(|x| x.len() + 1).sum::<usize>())
+                .sum::<usize>();
+        let mut s = String::with_capacity(len);
         s.push_str(&head[..head.len() - 1]);
         s.push_str(",\"apps\":[");
-        s.push_str(&out.join(","));
+        for (i, (obj, frags)) in apps.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(obj);
+            s.push_str(",\"conns\":[");
+            for (j, f) in frags.iter().enumerate() {
+                if j > 0 {
+                    s.push(',');
+                }
+                s.push_str(f);
+            }
+            s.push_str("]}");
+        }
         s.push_str("]}");
-        s
+        (generation, s)
+    }
+
+    /// Drops every connection's kept text (the benchmark's peer: a build that serialises all).
+    #[cfg(test)]
+    pub fn forget_serialised(&self) {
+        for c in self.lock().conns.values_mut() {
+            c.json = None;
+        }
     }
 
     /// Alerts, newest first.
@@ -611,7 +747,7 @@ impl LiveView {
 
     /// The digest of the period that just ended ("hour" or "day"), shown above the alerts.
     pub fn set_digest(&self, period: &'static str, text: String, ts: i64) {
-        self.lock().digest = Some((period, text, ns_to_ms(ts)));
+        self.lock_mut().digest = Some((period, text, ns_to_ms(ts)));
     }
 
     /// The last health sample, with the connection-state counts and top talkers.
@@ -645,6 +781,16 @@ impl LiveView {
             "top_talkers": top,
             "counter_help": counters,
         })
+    }
+
+    /// One connection with its byte samples (`GET /api/connection/{id}`), `None` when the view
+    /// does not hold it.
+    pub fn connection_json(&self, id: &str) -> Option<serde_json::Value> {
+        let st = self.lock();
+        let c = st.conns.values().find(|c| c.id == id)?;
+        let mut v = serde_json::to_value(c).ok()?;
+        v["samples"] = serde_json::to_value(&c.samples).ok()?;
+        Some(v)
     }
 
     /// What the view knows of one address.
@@ -744,6 +890,7 @@ fn set_tcp(c: &mut Conn, t: &engine::sockets::TcpInfo) {
 }
 
 fn set_rdns(c: &mut Conn, r: &Rdns) {
+    c.json = None;
     match r {
         Rdns::Name(n) => {
             c.rdns = Some(n.clone());

@@ -147,6 +147,15 @@ impl Default for ProcessScanner {
     }
 }
 
+/// Clock ticks per second of the CPU times in `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`,
+/// USER_HZ); 100 when the system does not say.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a configuration value; it has no preconditions and touches
+    // no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
 impl ProcessScanner {
     /// A scanner over the real `/proc`, `/var/lib/dpkg/info` and `/etc/passwd`.
     pub fn new() -> Self {
@@ -160,15 +169,12 @@ impl ProcessScanner {
     /// A scanner over other trees (tests use fake ones). The /usr-merge layout is still taken
     /// from this machine's `/`.
     pub fn with_root(proc_root: PathBuf, dpkg_info: PathBuf, etc_passwd: PathBuf) -> Self {
-        // SAFETY: sysconf only reads a configuration value; it has no preconditions and touches
-        // no memory of ours.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         ProcessScanner {
             proc_root,
             dpkg_info,
             etc_passwd,
             usr_merged: detect_usr_merged(Path::new("/")),
-            clk_tck: if ticks > 0 { ticks as u64 } else { 100 },
+            clk_tck: clock_ticks(),
             btime: None,
             own_mnt_ns: None,
             inode_owner: HashMap::new(),

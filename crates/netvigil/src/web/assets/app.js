@@ -10,11 +10,15 @@ const S = {
   interval: 2,
   lastUpdate: null,
   open: new Set(),       // expanded app cards
-  rowsShown: new Map(),  // app -> rows rendered
+  scroll: new Map(),     // app -> scroll offset of its rows (kept across renders)
+  cardsShown: 100,       // app cards rendered (more on demand)
+  rowH: new Map(),       // layout ('wide' | 'narrow') -> measured row height in px
+  flags: null,           // can this browser draw flag emoji? (detected once)
   view: 'main',
   health: null,
 };
-const PAGE = 200;
+const CARD_PAGE = 100;
+const OVERSCAN = 6;      // rows rendered above and below the visible ones
 const LEVELS = { clean: 0, low: 1, medium: 2, high: 3 };
 const $ = (id) => document.getElementById(id);
 
@@ -49,9 +53,28 @@ function bytes(n) {
 }
 function rate(n) { return bytes(Math.round(n || 0)) + '/s'; }
 function time(ms) { return ms ? new Date(ms).toLocaleTimeString() : '–'; }
-function flag(cc) {
-  if (!cc || cc.length !== 2) return '';
+function flagEmoji(cc) {
   return String.fromCodePoint(...[...cc.toUpperCase()].map((c) => 0x1f1e6 + c.charCodeAt(0) - 65));
+}
+// Flags are two regional-indicator letters drawn as one glyph by an emoji font. Without such a
+// font they show as two boxes or letters: measure once and fall back to the country code alone.
+function flagsDrawn() {
+  if (S.flags === null) {
+    try {
+      const x = document.createElement('canvas').getContext('2d');
+      x.font = '32px sans-serif';
+      const pair = x.measureText(flagEmoji('DE')).width;
+      const one = x.measureText(String.fromCodePoint(0x1f1e9)).width;
+      S.flags = pair > 0 && pair < one * 1.5;
+    } catch (_) { S.flags = false; }
+    document.body.dataset.flags = S.flags ? 'emoji' : 'code';
+  }
+  return S.flags;
+}
+function country(cc) {
+  if (!cc) return '–';
+  if (cc.length !== 2 || !/^[A-Za-z]{2}$/.test(cc) || !flagsDrawn()) return cc;
+  return flagEmoji(cc) + ' ' + cc;
 }
 async function getJSON(url) {
   const r = await fetch(url, { credentials: 'same-origin' });
@@ -121,13 +144,20 @@ function showLast() {
 }
 
 // ---------- main view ----------
-function matches(c, q) {
-  if (!q) return true;
-  const hay = [c.app, c.domain, c.rdns, c.remote_ip, c.org, String(c.port), c.service, c.country].join(' ').toLowerCase();
-  return q.split(/\s+/).every((w) => hay.includes(w));
+function matches(c, words) {
+  if (!words.length) return true;
+  // The text searched is built once per connection object (an update replaces the object).
+  if (c._hay === undefined) {
+    Object.defineProperty(c, '_hay', {
+      value: [c.app, c.domain, c.rdns, c.remote_ip, c.org, String(c.port), c.service, c.country].join(' ').toLowerCase(),
+      enumerable: false,
+    });
+  }
+  return words.every((w) => c._hay.includes(w));
 }
 function filtered() {
   const q = $('search').value.trim().toLowerCase();
+  const words = q ? q.split(/\s+/) : [];
   const st = $('state-filter').value;
   const threat = $('threat-filter').value;
   const local = $('show-local').checked;
@@ -138,13 +168,14 @@ function filtered() {
     if (st === 'closed' && c.open) continue;
     if (st && st !== 'open' && st !== 'closed' && c.state !== st) continue;
     if (threat && LEVELS[c.level] < LEVELS[threat]) continue;
-    if (!matches(c, q)) continue;
+    if (!matches(c, words)) continue;
     out.push(c);
   }
   return out;
 }
 
 function render() {
+  performance.mark('nv-render-start');
   showLast();
   const conns = filtered();
   const groups = new Map();
@@ -179,15 +210,29 @@ function render() {
   $('card-in').textContent = bytes(tin);
   $('card-out').textContent = bytes(tout);
   renderAlerts();
+  // Cards are rendered a page at a time; rows inside an open card only where they are visible.
+  const shown = apps.slice(0, S.cardsShown);
   const box = $('apps');
-  box.replaceChildren(...apps.map(appCard));
+  box.replaceChildren(...shown.map(appCard));
+  if (apps.length > shown.length) {
+    box.append(h('button', { class: 'more', type: 'button', id: 'more-apps',
+      onclick: () => { S.cardsShown += CARD_PAGE; render(); } },
+    'show ' + Math.min(CARD_PAGE, apps.length - shown.length) + ' more apps of ' + (apps.length - shown.length)));
+  }
+  for (const w of box.querySelectorAll('.vscroll')) paintRows(w._v, true);
   $('empty').classList.toggle('hidden', apps.length > 0);
+  performance.measure('nv-render', 'nv-render-start');
 }
 
 function renderAlerts() {
   const order = { high: 0, medium: 1, low: 2, info: 3 };
-  const list = [...S.alerts].sort((a, b) => order[a.severity] - order[b.severity] || b.ts_ms - a.ts_ms).slice(0, 100);
-  $('alert-count').textContent = S.alerts.length ? '(' + S.alerts.length + ')' : '— none';
+  // Info-level alerts (new app, new host...) are hidden unless asked for.
+  const withInfo = $('show-info').checked;
+  const info = S.alerts.filter((a) => a.severity === 'info').length;
+  const list = S.alerts.filter((a) => withInfo || a.severity !== 'info')
+    .sort((a, b) => order[a.severity] - order[b.severity] || b.ts_ms - a.ts_ms).slice(0, 100);
+  const hidden = withInfo || !info ? '' : ', ' + info + ' info hidden';
+  $('alert-count').textContent = S.alerts.length ? '(' + S.alerts.length + hidden + ')' : '— none';
   $('digest').textContent = S.digest ? 'Last ' + S.digest.period + ': ' + S.digest.text : '';
   $('alerts').replaceChildren(...list.map((a) => h('li', {
     class: a.severity, tabindex: '0', 'data-alert': a.id,
@@ -213,42 +258,86 @@ function appCard(a) {
         h('span', {}, '↓ ' + bytes(a.in)), h('span', {}, '↑ ' + bytes(a.out)),
         usage.length ? h('span', {}, usage.join(' · ')) : null, pkg)));
   d.addEventListener('toggle', () => {
-    if (d.open) { S.open.add(a.name); if (d.children.length === 1) d.append(...connTable(a)); } else S.open.delete(a.name);
+    if (d.open) {
+      S.open.add(a.name);
+      if (d.children.length === 1) { const t = connTable(a); d.append(t); paintRows(t._v, true); }
+    } else S.open.delete(a.name);
   });
-  if (open) d.append(...connTable(a));
+  if (open) d.append(connTable(a));
   return d;
 }
 
+// Virtual scrolling: a card's rows live in a scroll box of bounded height; its table holds a
+// spacer above, the rows in view (plus a few), and a spacer below. Rows have one height per
+// layout (cells do not wrap), measured on the first paint, so a scroll offset maps to a row.
+const COLS = ['host', 'IP', 'port', 'proto', 'state', 'organisation', 'country', '↓', '↑', 'score', 'flags', 'explanation'];
+function layout() { return matchMedia('(max-width: 700px)').matches ? 'narrow' : 'wide'; }
 function connTable(a) {
-  const rows = [...a.list].sort((x, y) => y.score - x.score || Number(y.open) - Number(x.open) || y.last_seen_ms - x.last_seen_ms);
-  const n = S.rowsShown.get(a.name) || PAGE;
-  const t = h('table', { class: 'conns' },
-    h('thead', {}, h('tr', {}, ['host', 'IP', 'port', 'proto', 'state', 'organisation', 'country', '↓', '↑', 'score', 'flags', 'explanation'].map((x) => h('th', {}, x)))),
-    h('tbody', {}, rows.slice(0, n).map(connRow)));
-  const out = [h('div', { class: 'scroll' }, t)];
-  if (rows.length > n) {
-    out.push(h('button', { class: 'more', type: 'button', onclick: () => { S.rowsShown.set(a.name, n + PAGE); render(); } },
-      'show ' + Math.min(PAGE, rows.length - n) + ' more of ' + (rows.length - n)));
-  }
-  return out;
+  const rows = [...a.list].sort((x, y) => y.score - x.score || Number(y.open) - Number(x.open) || y.last_seen_ms - x.last_seen_ms || (x.id < y.id ? -1 : 1));
+  const tbody = h('tbody', {});
+  const table = h('table', { class: 'conns' },
+    h('thead', {}, h('tr', {}, COLS.map((x) => h('th', {}, x)))), tbody);
+  const wrap = h('div', { class: 'vscroll', 'data-rows': String(rows.length), tabindex: '0', 'aria-label': 'connections of ' + (a.name || 'unknown program') }, table);
+  const v = { name: a.name, rows, wrap, table, tbody, first: -1, last: -1 };
+  wrap._v = v;
+  wrap.addEventListener('scroll', () => { S.scroll.set(a.name, wrap.scrollTop); paintRows(v, false); }, { passive: true });
+  return wrap;
 }
+function spacer(px) {
+  const td = h('td', { colspan: String(COLS.length) });
+  td.style.height = px + 'px';
+  return h('tr', { class: 'spacer', 'aria-hidden': 'true' }, td);
+}
+// Renders the rows of `v` that are in view; `restore`: first paint of a new box (sizes it,
+// measures the row height, puts back the scroll offset the card had).
+function paintRows(v, restore) {
+  if (!v || !v.wrap.isConnected) return;
+  const lay = layout();
+  let rowH = S.rowH.get(lay) || (lay === 'narrow' ? 240 : 29);
+  const n = v.rows.length;
+  if (restore) {
+    const saved = S.scroll.get(v.name) || 0;
+    v.first = -1;
+    v.wrap.scrollTop = saved;
+  }
+  const head = v.table.tHead.offsetHeight;
+  const view = v.wrap.clientHeight || 480;
+  const top = Math.max(0, v.wrap.scrollTop - head);
+  const first = Math.max(0, Math.min(n, Math.floor(top / rowH) - OVERSCAN));
+  const last = Math.min(n, Math.ceil((top + view) / rowH) + OVERSCAN);
+  if (first === v.first && last === v.last) return;
+  v.first = first; v.last = last;
+  v.tbody.replaceChildren(spacer(first * rowH), ...v.rows.slice(first, last).map(connRow), spacer((n - last) * rowH));
+  const probe = v.tbody.rows[1];
+  if (probe && probe.dataset.id) {
+    const measured = probe.getBoundingClientRect().height;
+    if (measured > 0 && Math.abs(measured - rowH) > 0.5) {
+      S.rowH.set(lay, measured);
+      rowH = measured;
+      v.first = -1;
+      paintRows(v, false);
+    }
+  }
+}
+addEventListener('resize', () => { for (const w of document.querySelectorAll('.vscroll')) { w._v.first = -1; paintRows(w._v, false); } });
 
 function connRow(c) {
   const host = c.domain || c.rdns || (c.rdns_state === 'pending' ? 'looking up…' : 'no rDNS');
   const td = (label, ...kids) => h('td', { 'data-label': label }, ...kids);
   return h('tr', { class: c.open ? '' : 'closed', 'data-id': c.id },
-    td('host', h('button', { class: 'linkish', type: 'button', onclick: () => connDetail(c) }, host)),
+    td('host', h('button', { class: 'linkish', type: 'button', title: host, onclick: () => connDetail(c) }, host)),
     td('IP', h('button', { class: 'linkish', type: 'button', onclick: () => ipDetail(c.remote_ip) }, c.remote_ip)),
     td('port', String(c.port) + (c.service ? ' ' + c.service : '')),
     td('proto', c.proto + (c.app_proto ? '/' + c.app_proto : '')),
     td('state', c.state || '–'),
     td('organisation', c.org || '–'),
-    td('country', c.country ? flag(c.country) + ' ' + c.country : '–'),
+    td('country', country(c.country)),
     h('td', { class: 'num', 'data-label': 'in' }, bytes(c.bytes_in)),
     h('td', { class: 'num', 'data-label': 'out' }, bytes(c.bytes_out)),
     td('score', h('span', { class: 'badge ' + c.level }, String(c.score))),
-    td('flags', c.flags.map((f) => h('span', { class: 'flag', title: f.why }, f.kind + ' +' + f.points))),
-    td('explanation', c.explanation || ''));
+    h('td', { 'data-label': 'flags', title: c.flags.map((f) => f.kind + ' +' + f.points + ': ' + f.why).join('\n') || null },
+      c.flags.map((f) => h('span', { class: 'flag', title: f.why }, f.kind + ' +' + f.points))),
+    h('td', { 'data-label': 'explanation', title: c.explanation || null }, c.explanation || ''));
 }
 
 // ---------- popovers ----------
@@ -262,7 +351,7 @@ function openPop(title, ...body) {
   if (!d.open) d.showModal();
 }
 function connDetail(c) {
-  const pts = c.samples || [];
+  const chart = h('div', {}, h('span', { class: 'muted' }, 'loading…'));
   openPop(c.app ? c.app + ' → ' + (c.domain || c.remote_ip) : c.remote_ip,
     kv([
       ['local', c.local], ['remote', c.remote_ip + ':' + c.remote_port], ['direction', c.direction],
@@ -275,9 +364,12 @@ function connDetail(c) {
       ['first / last seen', time(c.first_seen_ms) + ' / ' + time(c.last_seen_ms)],
       ['score', c.score + ' (' + c.level + ')'], ['explanation', c.explanation],
     ]),
-    h('h3', {}, 'Bytes over time'),
-    lineChart(pts.map((p) => [p[0], p[1], p[2]]), 'total'),
+    h('h3', {}, 'Bytes over time'), chart,
     h('p', {}, h('button', { type: 'button', class: 'linkish', onclick: () => ipDetail(c.remote_ip) }, 'About ' + c.remote_ip + ' →')));
+  // The byte samples are not in the list: ask for this connection.
+  getJSON('/api/connection/' + encodeURIComponent(c.id)).then((full) => {
+    chart.replaceChildren(lineChart(full.samples.map((p) => [p[0], p[1], p[2]]), 'total'));
+  }).catch((e) => chart.replaceChildren(h('span', { class: 'muted' }, e.message)));
 }
 async function ipDetail(ip) {
   openPop(ip, h('p', { class: 'muted' }, 'loading…'));
@@ -288,7 +380,7 @@ async function ipDetail(ip) {
       kv([
         ['reverse DNS', w.rdns || (w.rdns_state === 'none' ? 'no PTR name' : w.rdns_state)],
         ['organisation', w.org], ['ASN', w.asn ? 'AS' + w.asn : null],
-        ['place', [w.city, w.country ? flag(w.country) + ' ' + w.country : null].filter(Boolean).join(', ')],
+        ['place', [w.city, w.country ? country(w.country) : null].filter(Boolean).join(', ')],
         ['domains', w.domains.join(', ')], ['RDAP', w.rdap.note],
       ]),
       h('h3', {}, 'Connections to it (' + w.connections.length + ')'),
@@ -438,7 +530,10 @@ document.addEventListener('DOMContentLoaded', () => {
     localStorage.setItem('nv-theme', document.documentElement.dataset.theme);
   });
   for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => showView(b.dataset.view));
-  for (const id of ['search', 'state-filter', 'threat-filter', 'sort', 'show-local']) $(id).addEventListener('input', render);
+  for (const id of ['search', 'state-filter', 'threat-filter', 'sort', 'show-local']) {
+    $(id).addEventListener('input', () => { S.cardsShown = CARD_PAGE; S.scroll.clear(); render(); });
+  }
+  $('show-info').addEventListener('input', renderAlerts);
   $('pause').addEventListener('click', () => {
     S.paused = !S.paused;
     $('pause').textContent = S.paused ? 'Resume' : 'Pause';
@@ -452,7 +547,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('settings-form').addEventListener('submit', saveSettings);
   setInterval_(2);
   getJSON('/api/settings').then((j) => setInterval_(j.settings.refresh_interval_s)).catch(() => {});
-  loadAll().then(() => { document.body.dataset.ready = '1'; }).catch(showError);
+  loadAll().then(() => { performance.mark('nv-ready'); document.body.dataset.ready = '1'; }).catch(showError);
   connect();
   setInterval(() => { if (!S.paused && S.interval !== 0) loadAll().catch(showError); }, 60000);
 });
