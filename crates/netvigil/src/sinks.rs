@@ -337,10 +337,13 @@ impl Sinks {
     }
 }
 
-/// Connections the live dashboard keeps (open ones first; closed ones are in the history).
-/// Each costs about 1 KiB: 20,000 (the view's default) was 20 MiB of the monitor's memory
-/// when traffic brings many short flows; 5,000 is about 5 MiB.
-pub const LIVE_CONNECTIONS: usize = 5_000;
+/// Closed connections the live dashboard keeps beside every open one (closed ones are in the
+/// history). Each costs about 1 KiB: 20,000 (the view's default) was 20 MiB of the monitor's
+/// memory when traffic brings many short flows; 5,000 is about 5 MiB.
+pub const LIVE_CLOSED_CONNECTIONS: usize = 5_000;
+/// Open connections are all shown, up to this many in all (a machine with more is a server
+/// that needs the history views, not a live list).
+pub const LIVE_CONNECTIONS: usize = 100_000;
 
 /// Starts the dashboard on `listen` with the database at `db` (for its history views).
 pub fn start_web(
@@ -355,6 +358,7 @@ pub fn start_web(
         Some(Box::new(intel::ServiceNames::system())),
         web::Limits {
             max_connections: LIVE_CONNECTIONS,
+            max_closed: LIVE_CLOSED_CONNECTIONS,
             ..web::Limits::default()
         },
     );

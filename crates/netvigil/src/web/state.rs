@@ -5,7 +5,8 @@
 //! Every update takes one mutex for a short time and publishes a small JSON message on a
 //! broadcast channel (the SSE stream); nothing here blocks on the network or on a slow
 //! client (a lagging SSE client misses messages and is told to reload). Memory is bounded:
-//! at most [`Limits::max_connections`] connections (the oldest closed ones go first), the
+//! every open connection up to [`Limits::max_connections`] in all, at most
+//! [`Limits::max_closed`] closed ones (the oldest go first; they are in the history), the
 //! newest [`Limits::max_alerts`] alerts and [`Limits::max_processes`] processes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -27,7 +28,11 @@ use super::health::{Health, ProcUsage};
 /// Caps on what the view keeps.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Connections in all, open and closed (past it the oldest closed, then the oldest open
+    /// ones go).
     pub max_connections: usize,
+    /// Closed connections kept beside the open ones.
+    pub max_closed: usize,
     pub max_alerts: usize,
     pub max_processes: usize,
     /// Byte-count points kept per connection (for its "bytes over time" chart).
@@ -38,6 +43,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 20_000,
+            max_closed: 20_000,
             max_alerts: 1_000,
             max_processes: 4_096,
             samples_per_connection: 60,
@@ -153,6 +159,10 @@ struct State {
     generation: u64,
     /// The last digest: (period, sentence, time in ms).
     digest: Option<(&'static str, String, i64)>,
+    /// Updates until closed connections are counted again (counting is a walk over every
+    /// connection; one update closes few, so a count every `max_closed / 10` updates keeps
+    /// the closed ones within 10% of their cap at a small cost).
+    closed_check_in: usize,
 }
 
 /// The kept texts of one app's connections, in the order of the list.
@@ -561,22 +571,37 @@ impl LiveView {
     }
 
     fn bound(&self, st: &mut State) {
-        let max = self.limits.max_connections;
-        if st.conns.len() <= max {
+        let (max, max_closed) = (self.limits.max_connections, self.limits.max_closed);
+        let len = st.conns.len();
+        if len <= max && len <= max_closed {
             return;
         }
-        // Down to 90% at once so that eviction is rare: closed ones first, oldest first.
-        let target = max - max / 10;
-        let mut order: Vec<(bool, i64, Key)> = st
-            .conns
-            .iter()
-            .map(|(k, c)| (c.open, c.last_seen_ms, k.clone()))
-            .collect();
-        order.sort_unstable_by_key(|a| (a.0, a.1));
-        let excess = st.conns.len() - target;
-        for (_, _, k) in order.into_iter().take(excess) {
-            st.conns.remove(&k);
+        if len <= max && st.closed_check_in > 0 {
+            st.closed_check_in -= 1;
+            return;
         }
+        let closed = st.conns.values().filter(|c| !c.open).count();
+        // Down to 90% at once so that eviction is rare: closed ones first, oldest first; open
+        // ones only past the overall cap.
+        let mut excess = 0;
+        if closed > max_closed {
+            excess = closed - (max_closed - max_closed / 10);
+        }
+        if len > max {
+            excess = excess.max(len - (max - max / 10));
+        }
+        if excess > 0 {
+            let mut order: Vec<(bool, i64, Key)> = st
+                .conns
+                .iter()
+                .map(|(k, c)| (c.open, c.last_seen_ms, k.clone()))
+                .collect();
+            order.sort_unstable_by_key(|a| (a.0, a.1));
+            for (_, _, k) in order.into_iter().take(excess) {
+                st.conns.remove(&k);
+            }
+        }
+        st.closed_check_in = max_closed / 10;
     }
 
     /// The body of `GET /api/connections`: serialised once per generation of the view and

@@ -600,6 +600,47 @@ fn connections_stay_bounded_closed_first() {
 }
 
 #[test]
+fn open_connections_are_all_kept_past_the_closed_cap() {
+    let limits = Limits {
+        max_connections: 1_000,
+        max_closed: 50,
+        ..Limits::default()
+    };
+    let v = LiveView::new(Config::default(), None, limits);
+    let p = process(1, "many", None);
+    let remote = |i: u32| SocketAddr::new(IpAddr::from([198, 51, 100, (i % 250) as u8]), 1000 + i as u16);
+    // 300 open connections: more than the closed cap, all kept.
+    for i in 0..300u32 {
+        let r = opened(&p, "10.0.0.2:50000", &remote(i).to_string(), (1, 1));
+        v.on_record(&r, &Assessment::default(), NOW + i64::from(i) * 1_000_000);
+    }
+    assert_eq!(v.len(), 300);
+    // 200 of them close: about 50 closed ones stay (the newest), every open one stays.
+    for i in 0..200u32 {
+        let mut r = opened(&p, "10.0.0.2:50000", &remote(i).to_string(), (1, 1));
+        if let Record::Connection(c) = &mut r {
+            c.event = ConnEvent::Closed;
+        }
+        v.on_record(
+            &r,
+            &Assessment::default(),
+            NOW + 1_000_000_000 + i64::from(i) * 1_000_000,
+        );
+    }
+    let j: serde_json::Value = serde_json::from_str(&v.connections_json(true)).unwrap();
+    let conns = j["apps"][0]["conns"].as_array().unwrap();
+    let open = conns.iter().filter(|c| c["open"] == true).count();
+    let closed = conns.len() - open;
+    assert_eq!(open, 100, "every open connection stays");
+    // Closed ones are counted every max_closed / 10 updates: at most 10% over their cap.
+    assert!((1..=55).contains(&closed), "closed kept: {closed}");
+    assert!(
+        conns.iter().any(|c| c["id"].as_str().unwrap().ends_with(":1199")),
+        "the newest closed one is kept"
+    );
+}
+
+#[test]
 fn api_answers_10k_connections_fast() {
     let v = LiveView::new(Config::default(), None, Limits::default());
     for app in 0..50u32 {
