@@ -72,8 +72,9 @@ enum Command {
     /// The configuration: check the file, print the effective settings (--print), or send a
     /// test alert through every channel (--test-alert).
     Config(config::cli::ConfigArgs),
-    /// Fleet server: receive the records of enrolled agents (TLS 1.3, mutual authentication);
-    /// `server token` makes enrollment tokens, `server agents|rename|revoke` manages agents.
+    /// Fleet server: receive the records of enrolled agents (TLS 1.3, mutual authentication)
+    /// and serve the fleet dashboard over HTTPS; `server token` makes enrollment tokens,
+    /// `server agents|rename|revoke` manages agents, `server user` the dashboard's accounts.
     Server(fleet::ServerArgs),
     /// Fleet agent: `agent enroll` registers this machine with a server.
     Agent(fleet::AgentArgs),
