@@ -8,12 +8,13 @@
 //! `cargo test -p os --test afpacket_netns -- --ignored --nocapture`.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{Lab, enter_netns};
+
 use os::linux::afpacket::{AfPacket, CaptureStats, Interfaces, LiveFrame, RingConfig, compile_filter};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,101 +24,7 @@ use wire::capture::LinkType;
 const OVERALL: Duration = Duration::from_secs(30);
 const UDP_PORT: u16 = 47001;
 const TCP_PORT: u16 = 47002;
-
-fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let why = match (root, ip) {
-        (true, true) => return true,
-        (false, _) => "it needs root (network namespaces and CAP_NET_RAW)",
-        (true, false) => "it needs the `ip` command (iproute2)",
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {why}; CI must run it as root with iproute2 installed");
-    }
-    eprintln!("note: skipping {test}: {why}; run `sudo -E cargo test -p os --test afpacket_netns`");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run `ip`");
-    assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-/// Two namespaces with a veth pair between them; deleted on drop (which removes the veths).
-struct Lab {
-    ns_a: String,
-    ns_b: String,
-    veth_a: String,
-    a: Ipv4Addr,
-    b: Ipv4Addr,
-}
-
-impl Lab {
-    /// `tag` tells apart the labs of tests running in the same process.
-    fn create(tag: char) -> Lab {
-        let pid = std::process::id();
-        let x = (pid % 250) as u8 + 1;
-        let lab = Lab {
-            ns_a: format!("netvigil-{tag}a-{pid}"),
-            ns_b: format!("netvigil-{tag}b-{pid}"),
-            veth_a: format!("nv{tag}a{pid}"),
-            a: Ipv4Addr::new(10, 231, x, 1),
-            b: Ipv4Addr::new(10, 231, x, 2),
-        };
-        let veth_b = format!("nv{tag}b{pid}");
-        // The guard exists before the first command: a failure below still cleans up.
-        ip(&["netns", "add", &lab.ns_a]);
-        ip(&["netns", "add", &lab.ns_b]);
-        // Created directly inside the namespaces: nothing appears in the root namespace.
-        ip(&[
-            "link",
-            "add",
-            &lab.veth_a,
-            "netns",
-            &lab.ns_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &veth_b,
-            "netns",
-            &lab.ns_b,
-        ]);
-        for (ns, dev, addr) in [(&lab.ns_a, &lab.veth_a, lab.a), (&lab.ns_b, &veth_b, lab.b)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Moves the calling thread (only) into the named namespace.
-fn enter_netns(name: &str) {
-    let f = File::open(format!("/run/netns/{name}")).expect("open the namespace file");
-    // SAFETY: `f` is an open namespace file for the call; setns changes only this thread's
-    // network namespace.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns({name}): {}", std::io::Error::last_os_error());
-}
+const HOW: &str = "cargo test -p os --test afpacket_netns";
 
 /// The parts of a captured IPv4 TCP/UDP frame the assertions look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,14 +119,14 @@ fn payload_size(i: usize) -> usize {
 
 #[test]
 fn captures_exact_frames_between_namespaces() {
-    if !can_run("captures_exact_frames_between_namespaces") {
+    if !common::can_run("captures_exact_frames_between_namespaces", HOW) {
         return;
     }
     const N: usize = 200;
     const TCP_BYTES: usize = 30_000;
     let deadline = Instant::now() + OVERALL;
-    let lab = Lab::create('f');
-    let (a, b) = (lab.a, lab.b);
+    let lab = Lab::create("nv", 231, 'f', false);
+    let (a, b) = (lab.a4, lab.b4);
 
     type Captured = (
         Vec<Vec<Rec>>,
@@ -383,10 +290,10 @@ fn captures_exact_frames_between_namespaces() {
 
 #[test]
 fn open_errors_name_the_interface() {
-    if !can_run("open_errors_name_the_interface") {
+    if !common::can_run("open_errors_name_the_interface", HOW) {
         return;
     }
-    let lab = Lab::create('e');
+    let lab = Lab::create("nv", 231, 'e', false);
     let ns_a = lab.ns_a.clone();
     let msg = thread::spawn(move || {
         enter_netns(&ns_a);
@@ -407,13 +314,13 @@ fn open_errors_name_the_interface() {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn capture_rate_burst() {
-    if !can_run("capture_rate_burst") {
+    if !common::can_run("capture_rate_burst", HOW) {
         return;
     }
     const BURST: usize = 100_000;
     let deadline = Instant::now() + OVERALL;
-    let lab = Lab::create('r');
-    let (a, b) = (lab.a, lab.b);
+    let lab = Lab::create("nv", 231, 'r', false);
+    let (a, b) = (lab.a4, lab.b4);
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let ns_a = lab.ns_a.clone();

@@ -8,11 +8,12 @@
 //! failure. Run with `cargo test -p os --features libpcap --test pcap_netns`.
 #![cfg(all(target_os = "linux", feature = "libpcap"))]
 
+mod common;
+
+use common::{Lab, enter_netns};
+
 use os::pcap_source::{PcapCapture, PcapConfig, PcapFrame, PcapInterfaces, PcapOpenError, PcapStats};
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,113 +24,7 @@ const OVERALL: Duration = Duration::from_secs(40);
 const P1: u16 = 47101;
 const P2: u16 = 47102;
 const P3: u16 = 47103;
-
-/// One namespace test at a time: the drop test floods its veth, and namespaces are cheap to
-/// serialise.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let why = match (root, ip) {
-        (true, true) => return true,
-        (false, _) => "it needs root (network namespaces and CAP_NET_RAW)",
-        (true, false) => "it needs the `ip` command (iproute2)",
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {why}; CI must run it as root with iproute2 installed");
-    }
-    eprintln!(
-        "note: skipping {test}: {why}; run `sudo -E cargo test -p os --features libpcap --test pcap_netns`"
-    );
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run `ip`");
-    assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-/// Two namespaces with a veth pair between them, IPv4 and IPv6; deleted on drop.
-struct Lab {
-    ns_a: String,
-    ns_b: String,
-    veth_a: String,
-    a4: Ipv4Addr,
-    a6: Ipv6Addr,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Lab {
-    fn create(tag: char) -> Lab {
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        let x = (pid % 250) as u8 + 1;
-        let lab = Lab {
-            ns_a: format!("nvpcap-{tag}a-{pid}"),
-            ns_b: format!("nvpcap-{tag}b-{pid}"),
-            veth_a: format!("nvp{tag}a{pid}"),
-            a4: Ipv4Addr::new(10, 232, x, 1),
-            a6: Ipv6Addr::new(0xfd00, 0x232, u16::from(x), 0, 0, 0, 0, 1),
-            _serial: serial,
-        };
-        let veth_b = format!("nvp{tag}b{pid}");
-        ip(&["netns", "add", &lab.ns_a]);
-        ip(&["netns", "add", &lab.ns_b]);
-        ip(&[
-            "link",
-            "add",
-            &lab.veth_a,
-            "netns",
-            &lab.ns_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &veth_b,
-            "netns",
-            &lab.ns_b,
-        ]);
-        let b4 = Ipv4Addr::new(10, 232, x, 2);
-        let b6 = Ipv6Addr::new(0xfd00, 0x232, u16::from(x), 0, 0, 0, 0, 2);
-        for (ns, dev, v4, v6) in [
-            (&lab.ns_a, &lab.veth_a, lab.a4, lab.a6),
-            (&lab.ns_b, &veth_b, b4, b6),
-        ] {
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Moves the calling thread (only) into the named namespace.
-fn enter_netns(name: &str) {
-    let f = File::open(format!("/run/netns/{name}")).expect("open the namespace file");
-    // SAFETY: `f` is an open namespace file for the call; setns changes only this thread's
-    // network namespace.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns({name}): {}", std::io::Error::last_os_error());
-}
+const HOW: &str = "cargo test -p os --features libpcap --test pcap_netns";
 
 fn wall_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
@@ -249,14 +144,14 @@ fn send_from(ns: String, to: SocketAddr, n: usize) -> thread::JoinHandle<usize> 
 
 #[test]
 fn pcap_captures_every_datagram_and_filters() {
-    if !can_run("pcap_captures_every_datagram_and_filters") {
+    if !common::can_run("pcap_captures_every_datagram_and_filters", HOW) {
         return;
     }
     const N1: usize = 150;
     const N2: usize = 100;
     const N6: usize = 60;
     let deadline = Instant::now() + OVERALL;
-    let lab = Lab::create('c');
+    let lab = Lab::create("nvp", 232, 'c', true);
     let (a4, a6) = (lab.a4, lab.a6);
     let started = wall_nanos();
 
@@ -348,12 +243,12 @@ fn pcap_captures_every_datagram_and_filters() {
 
 #[test]
 fn pcap_reports_kernel_drops() {
-    if !can_run("pcap_reports_kernel_drops") {
+    if !common::can_run("pcap_reports_kernel_drops", HOW) {
         return;
     }
     const N: usize = 3000;
     let deadline = Instant::now() + OVERALL;
-    let lab = Lab::create('d');
+    let lab = Lab::create("nvp", 232, 'd', true);
     let a4 = lab.a4;
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -422,10 +317,10 @@ fn pcap_reports_kernel_drops() {
 
 #[test]
 fn pcap_open_errors_name_the_problem() {
-    if !can_run("pcap_open_errors_name_the_problem") {
+    if !common::can_run("pcap_open_errors_name_the_problem", HOW) {
         return;
     }
-    let lab = Lab::create('e');
+    let lab = Lab::create("nvp", 232, 'e', true);
     let (ns_a, veth_a) = (lab.ns_a.clone(), lab.veth_a.clone());
     thread::spawn(move || {
         enter_netns(&ns_a);
