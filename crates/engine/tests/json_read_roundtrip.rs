@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 fn shared_pcaps() -> PathBuf {
+    // NETVIGIL_SHARED, else ../shared beside the checkout, else /work/shared.
+    let beside = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"));
     let dir = std::env::var_os("NETVIGIL_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared"))
+        .unwrap_or(if beside.is_dir() { beside } else { PathBuf::from("/work/shared") })
         .join("pcaps");
     assert!(
         dir.is_dir(),

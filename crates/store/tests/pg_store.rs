@@ -204,6 +204,7 @@ fn round_trip_every_record_kind() {
         records: records.clone(),
         alerts: alerts.clone(),
         samples: samples.clone(),
+        source: None,
     };
     let w = s.write_batch(&b).unwrap();
     let n_events = records.len() - flows_in.len();
@@ -1168,4 +1169,51 @@ fn newest_first_windows_match_a_full_sort() {
         })
         .unwrap();
     assert_eq!(events_some.len(), events_all.len().min(2));
+}
+
+/// Batches with a source are stored once: a resent batch is a no-op reported as a duplicate,
+/// also when two connections (two fleet servers) race to write the same sources.
+#[test]
+fn sourced_batches_are_stored_exactly_once_across_connections() {
+    let Some(db) = db("sources") else { return };
+    let url = db.url();
+    let mut a = open(&db);
+    let first = Batch {
+        source: Some((DeviceId(3), 1)),
+        ..batch(3, testdata::flows(0, 10, T0, SEC))
+    };
+    let w = a.write_batch(&first).unwrap();
+    assert_eq!((w.flows, w.duplicate), (10, false));
+    let w = a.write_batch(&first).unwrap();
+    assert_eq!((w.flows, w.duplicate), (0, true));
+    assert_eq!(a.source_seq(DeviceId(3)).unwrap(), 1);
+    assert_eq!(a.source_seq(DeviceId(4)).unwrap(), 0);
+    // Two writers, the same 40 sourced batches each, at the same time.
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = PgStore::connect(&url, DeviceId(0)).unwrap();
+                let mut stored = 0u64;
+                for seq in 2..42u64 {
+                    let b = Batch {
+                        source: Some((DeviceId(3), seq)),
+                        ..batch(3, testdata::flows(seq * 100, 5, T0 + seq as i64 * SEC, SEC))
+                    };
+                    let w = s.write_batch(&b).unwrap();
+                    assert_eq!(w.duplicate, w.flows == 0);
+                    stored += w.flows;
+                }
+                stored
+            })
+        })
+        .collect();
+    let stored: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(stored, 40 * 5, "each batch stored by exactly one writer");
+    let q = Query {
+        device: Some(DeviceId(3)),
+        ..Query::default()
+    };
+    assert_eq!(a.flows(&q).unwrap().len(), 10 + 40 * 5);
+    assert_eq!(a.source_seq(DeviceId(3)).unwrap(), 41);
 }

@@ -352,6 +352,18 @@ impl Backend for PgStore {
         Ok(())
     }
 
+    fn source_seq(&mut self, device: DeviceId) -> Result<u64, StoreError> {
+        let d = i64::from(device.0);
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(max(seq), 0) FROM netvigil.batch_sources WHERE device = $1",
+                &[&d],
+            )
+            .map_err(|e| self.db("reading batch sequence numbers", &e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
     fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let device = i64::from(self.device.0);
         let row = self

@@ -171,7 +171,7 @@ enum Fail {
 }
 
 pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, StoreError> {
-    if batch.is_empty() {
+    if batch.is_empty() && batch.source.is_none() {
         return Ok(Written::default());
     }
     // Seal samples first: nothing in clear ever goes on the wire to the server.
@@ -324,6 +324,24 @@ fn attempt(s: &mut PgStore, rows: &Rows<'_, '_>) -> Result<Written, Fail> {
             )
             .map_err(err("reading the strings epoch"))?
             .get(0);
+        if let Some((d, seq)) = rows.batch.source {
+            let (d, seq) = (i64::from(d.0), i64::try_from(seq).unwrap_or(i64::MAX));
+            // Two servers writing the same source: the second waits on the key until the first
+            // commits (then finds it) or rolls back (then takes it).
+            let new = tx
+                .execute(
+                    "INSERT INTO netvigil.batch_sources (device, seq) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&d, &seq],
+                )
+                .map_err(err("recording the batch's source"))?;
+            if new == 0 {
+                return Ok(Written {
+                    duplicate: true,
+                    ..Written::default()
+                });
+            }
+        }
         if epoch != s.strings_epoch {
             s.strings.clear();
             s.strings_epoch = epoch;
