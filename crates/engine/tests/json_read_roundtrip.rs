@@ -9,7 +9,11 @@ fn shared_pcaps() -> PathBuf {
     let beside = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"));
     let dir = std::env::var_os("NETVIGIL_SHARED")
         .map(PathBuf::from)
-        .unwrap_or(if beside.is_dir() { beside } else { PathBuf::from("/work/shared") })
+        .unwrap_or(if beside.is_dir() {
+            beside
+        } else {
+            PathBuf::from("/work/shared")
+        })
         .join("pcaps");
     assert!(
         dir.is_dir(),

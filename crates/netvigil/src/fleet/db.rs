@@ -1,9 +1,14 @@
 //! The fleet server's own tables, in SQLite (file `fleet.db` in the data directory) or in
 //! PostgreSQL (several servers may share one database): enrolled agents (by key id, with a device
-//! id, a name and a revoked mark), one-time enrollment tokens (only their SHA-256 is kept), and
-//! received batches keyed by (device, sequence number) so a batch sent twice is stored once.
+//! id, a name and a revoked mark) and one-time enrollment tokens (only their SHA-256 is kept).
 //! Each call is one transaction; the SQL is shared (`?N` placeholders become `$N` for
 //! PostgreSQL), so both backends run the same statements.
+//!
+//! The agents' records go to the store ([`open_store`], [`StorePool`]): `store::SqliteStore`
+//! file `fleet-records.db` in the data directory, or the same PostgreSQL database through
+//! `store::pg::PgStore`. Each batch is one store transaction that also records its (device,
+//! sequence number) under a unique key (`store::Batch::source`), so a batch sent twice is stored
+//! once, whichever server process gets it.
 
 use std::path::Path;
 
@@ -14,6 +19,10 @@ use super::identity::hex;
 
 /// File name of the fleet database inside the server's data directory.
 pub const DB_FILE: &str = "fleet.db";
+/// File name of the agents' records (SQLite store) inside the server's data directory.
+pub const RECORDS_FILE: &str = "fleet-records.db";
+/// Store connections one PostgreSQL server process writes through at most (SQLite: one).
+pub const PG_WRITERS: usize = 4;
 
 /// One enrolled agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +36,8 @@ pub struct Agent {
     pub enrolled: i64,
     /// When the admin revoked it, if so.
     pub revoked: Option<i64>,
-    /// Highest batch sequence number stored (0: none).
+    /// Highest batch sequence number stored (0: none, or not looked up: see
+    /// [`agents_with_last_batch`]).
     pub last_seq: u64,
 }
 
@@ -39,13 +49,6 @@ pub enum TokenRefusal {
     Expired,
     /// The key is already enrolled (the token is left unused).
     KeyEnrolled,
-}
-
-/// What committing a batch did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Commit {
-    Stored { records: usize },
-    Duplicate,
 }
 
 /// Where the fleet tables live.
@@ -114,10 +117,7 @@ CREATE TABLE IF NOT EXISTS fleet_agents (
   device BIGINT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
   enrolled BIGINT NOT NULL, revoked BIGINT);
 CREATE TABLE IF NOT EXISTS fleet_tokens (
-  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);
-CREATE TABLE IF NOT EXISTS fleet_batches (
-  device BIGINT NOT NULL, seq BIGINT NOT NULL, received BIGINT NOT NULL,
-  records BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (device, seq));";
+  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);";
 
 fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.trim().as_bytes()))
@@ -353,8 +353,7 @@ impl FleetDb {
 
     fn agents_where(&mut self, clause: &str, p: &[Val]) -> Result<Vec<Agent>> {
         let sql = format!(
-            "SELECT a.device, a.key_id, a.name, a.enrolled, a.revoked,
-                    COALESCE((SELECT MAX(seq) FROM fleet_batches b WHERE b.device = a.device), 0)
+            "SELECT a.device, a.key_id, a.name, a.enrolled, a.revoked
              FROM fleet_agents a {clause} ORDER BY a.device"
         );
         Ok(self
@@ -366,7 +365,7 @@ impl FleetDb {
                 name: r[2].s(),
                 enrolled: r[3].i(),
                 revoked: r[4].opt_i(),
-                last_seq: r[5].i() as u64,
+                last_seq: 0,
             })
             .collect())
     }
@@ -398,49 +397,113 @@ impl FleetDb {
             &[Val::I(now), Val::I(i64::from(device))],
         )? == 1)
     }
+}
 
-    /// Stores a batch once: a (device, seq) already present is a duplicate and changes nothing.
-    /// Returns after the commit.
-    pub fn commit_batch(
-        &mut self,
-        device: store::DeviceId,
-        seq: u64,
-        body: &str,
-        records: usize,
-        now: i64,
-    ) -> Result<Commit> {
-        let n = self.exec(
-            "INSERT INTO fleet_batches (device, seq, received, records, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (device, seq) DO NOTHING",
-            &[
-                Val::I(i64::from(device.0)),
-                Val::I(seq as i64),
-                Val::I(now),
-                Val::I(records as i64),
-                Val::S(body.to_owned()),
-            ],
-        )?;
-        Ok(if n == 1 {
-            Commit::Stored { records }
-        } else {
-            Commit::Duplicate
+/// Every enrolled agent with the highest batch sequence number the store holds for it.
+pub fn agents_with_last_batch(target: &Target) -> Result<Vec<Agent>> {
+    let mut agents = FleetDb::open(target)?.agents()?;
+    let mut st = open_store(target)?;
+    for a in &mut agents {
+        a.last_seq = st.source_seq(a.device)?;
+    }
+    Ok(agents)
+}
+
+/// Opens (creating, migrating) the store the server keeps agents' records in: SQLite
+/// `DIR/fleet-records.db`, or the PostgreSQL database of `--db`. Every call is a new
+/// connection; queries (`store::Backend::flows` with `Query.device` ...) may use their own.
+pub fn open_store(target: &Target) -> Result<Box<dyn store::Backend>> {
+    Ok(match target {
+        Target::Dir(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            Box::new(store::SqliteStore::open(&d.join(RECORDS_FILE))?)
+        }
+        Target::Postgres(url) => Box::new(store::pg::PgStore::connect(url, store::DeviceId(0))?),
+    })
+}
+
+/// Store connections shared by the server's connection threads: each batch borrows one for
+/// its transaction. At most one for SQLite (one writer), [`PG_WRITERS`] for PostgreSQL. A
+/// connection whose write failed is dropped and a new one opened on the next need.
+pub struct StorePool {
+    target: Target,
+    max: usize,
+    state: std::sync::Mutex<PoolState>,
+    freed: std::sync::Condvar,
+}
+
+struct PoolState {
+    free: Vec<Box<dyn store::Backend>>,
+    open: usize,
+}
+
+impl std::fmt::Debug for StorePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePool").field("max", &self.max).finish()
+    }
+}
+
+impl StorePool {
+    /// Opens the first connection now (so a wrong URL or a foreign file fails at start).
+    pub fn open(target: &Target) -> Result<StorePool> {
+        let first = open_store(target)?;
+        let max = match target {
+            Target::Dir(_) => 1,
+            Target::Postgres(_) => PG_WRITERS,
+        };
+        Ok(StorePool {
+            target: target.clone(),
+            max,
+            state: std::sync::Mutex::new(PoolState {
+                free: vec![first],
+                open: 1,
+            }),
+            freed: std::sync::Condvar::new(),
         })
     }
 
-    /// The records stored for `device`, as JSON lines in sequence order.
-    #[allow(
-        dead_code,
-        reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
-    )]
-    pub fn records(&mut self, device: store::DeviceId) -> Result<Vec<String>> {
-        let rows = self.query(
-            "SELECT body FROM fleet_batches WHERE device = ?1 ORDER BY seq",
-            &[Val::I(i64::from(device.0))],
-        )?;
-        Ok(rows
-            .iter()
-            .flat_map(|r| r[0].s().lines().map(str::to_owned).collect::<Vec<_>>())
-            .collect())
+    /// Runs `f` with a store connection of the pool (waiting for one when all are busy). An
+    /// error from `f` drops that connection.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn store::Backend) -> Result<T, store::StoreError>,
+    ) -> Result<T> {
+        let taken = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(b) = st.free.pop() {
+                    break Some(b);
+                }
+                if st.open < self.max {
+                    st.open += 1;
+                    break None;
+                }
+                st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let mut b = match taken {
+            Some(b) => b,
+            None => match open_store(&self.target) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.release(None);
+                    return Err(e);
+                }
+            },
+        };
+        let r = f(b.as_mut());
+        let keep = r.is_ok();
+        self.release(keep.then_some(b));
+        Ok(r?)
+    }
+
+    fn release(&self, b: Option<Box<dyn store::Backend>>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match b {
+            Some(b) => st.free.push(b),
+            None => st.open -= 1,
+        }
+        self.freed.notify_one();
     }
 }
 

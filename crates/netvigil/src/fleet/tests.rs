@@ -38,15 +38,29 @@ fn token(dir: &Path, ttl_ns: i64) -> String {
 
 const HOUR: i64 = 3_600_000_000_000;
 
+/// Flow record `i` as an agent sends it (one JSON line, no newline).
 fn rec(i: usize) -> String {
-    format!("{{\"type\":\"flow\",\"v\":1,\"id\":{i}}}")
+    let mut s = String::new();
+    store::sqlite::testdata::flows(i as u64, 1, 1_763_780_400_000_000_000, 1_000_000_000)[0]
+        .write_json(&mut s);
+    s
+}
+
+/// The flow records the server's store holds for `device`, in flow id order, as JSON lines.
+fn stored_in(target: &Target, device: u32) -> Vec<String> {
+    let mut st = super::db::open_store(target).unwrap();
+    let mut flows = st
+        .flows(&store::Query {
+            device: Some(store::DeviceId(device)),
+            ..store::Query::default()
+        })
+        .unwrap();
+    flows.sort_by_key(|f| f.flow_id);
+    flows.into_iter().map(|f| f.json).collect()
 }
 
 fn stored(dir: &Path, device: u32) -> Vec<String> {
-    FleetDb::open_dir(dir)
-        .unwrap()
-        .records(store::DeviceId(device))
-        .unwrap()
+    stored_in(&Target::Dir(dir.to_path_buf()), device)
 }
 
 /// A session for an enrolled identity: Hello, then the server's answer.
@@ -447,18 +461,8 @@ fn a_full_spool_drops_the_oldest_batches_and_counts_them() {
     up.push(rec(99));
     let st = up.close(Duration::from_secs(5));
     assert_eq!(st.spooled_batches, 0);
-    let mut db = FleetDb::open_dir(&sd.0).unwrap();
-    assert_eq!(
-        db.agent_by_key(
-            &Identity::load_or_create(&agent::agent_dir(&ad.0), "x")
-                .unwrap()
-                .key_id()
-        )
-        .unwrap()
-        .unwrap()
-        .last_seq,
-        6
-    );
+    let agents = super::db::agents_with_last_batch(&Target::Dir(sd.0.clone())).unwrap();
+    assert_eq!(agents[0].last_seq, 6);
     assert_eq!(stored(&sd.0, e.device).len(), 31);
     drop(s);
 }
@@ -540,10 +544,7 @@ fn postgres_two_servers_share_one_database_and_store_each_batch_once() {
         }
     );
     let mut fdb = FleetDb::open(&target).unwrap();
-    assert_eq!(
-        fdb.records(store::DeviceId(e.device)).unwrap(),
-        vec![rec(1), rec(2), rec(3)]
-    );
+    assert_eq!(stored_in(&target, e.device), vec![rec(1), rec(2), rec(3)]);
     assert!(fdb.revoke(e.device, server::now_ns()).unwrap());
     let (_, f) = hello(&a, &id);
     assert!(
@@ -602,4 +603,27 @@ fn an_agent_that_lost_its_spool_state_is_not_taken_for_a_duplicate() {
     let st = up.close(Duration::from_secs(1));
     assert_eq!(st.duplicates, 0);
     assert_eq!(stored(&sd.0, e.device), (0..25).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_batch_body_is_read_into_records_and_alerts_and_bad_lines_are_named() {
+    let alert = r#"{"type":"alert","v":1,"id":"00ff","ts":"2025-11-22T03:00:00.000000Z","severity":"high","rule":"red_flag","app":"curl","remote":"example.com","port":443,"bytes":null,"score":7,"reason":"curl scored 7."}"#;
+    let body = format!(
+        "{}\n{alert}\n{{\"type\":\"lan_device\",\"v\":1}}\n{}\n",
+        rec(1),
+        rec(2)
+    );
+    let (b, skipped) = server::parse_batch(store::DeviceId(4), 9, &body).unwrap();
+    assert_eq!((b.records.len(), b.alerts.len(), skipped), (2, 1, 1));
+    assert_eq!(b.source, Some((store::DeviceId(4), 9)));
+    assert_eq!(b.alerts[0].severity, store::Severity::High);
+    assert_eq!(b.alerts[0].json, alert);
+    let mut line = String::new();
+    b.records[1].write_json(&mut line);
+    assert_eq!(line, rec(2));
+    let bad = format!("{}\n{{\"type\":\"flow\",\"v\":1,\"id\":-3}}\n", rec(1));
+    let err = server::parse_batch(store::DeviceId(4), 9, &bad).unwrap_err();
+    assert!(err.starts_with("record 2: field \"id\""), "{err}");
+    let err = server::parse_batch(store::DeviceId(4), 9, "{\"v\":1}\n").unwrap_err();
+    assert!(err.contains("\"type\""), "{err}");
 }

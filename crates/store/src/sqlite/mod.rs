@@ -23,8 +23,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::crypto::SampleKey;
 use crate::model::{
-    AlertRow, Backend, Batch, DeviceId, Purge, Query, Removed, Retention, Rollup, RollupGrain, Sample, StoreError,
-    StoredFlow, Written,
+    AlertRow, Backend, Batch, DeviceId, Purge, Query, Removed, Retention, Rollup, RollupGrain, Sample,
+    StoreError, StoredFlow, Written,
 };
 
 /// File name of the database in the data directory.
