@@ -122,7 +122,7 @@ fn an_expired_token_is_refused() {
         .unwrap();
     let err = agent::enroll(&ad.0, &s.local_addr().to_string(), &t, s.fingerprint(), "x").unwrap_err();
     assert!(format!("{err:#}").contains("expired"), "{err:#}");
-    assert!(FleetDb::open_dir(&sd.0).unwrap().agents().unwrap().is_empty());
+    nothing_stored(&sd.0);
 }
 
 #[test]
@@ -150,6 +150,7 @@ fn unknown_and_revoked_keys_are_refused_and_store_nothing() {
         },
     );
     assert!(frame::read_frame(&mut c).is_err());
+    nothing_stored(&sd.0);
 
     let e = agent::enroll(
         &ad.0,
@@ -283,6 +284,18 @@ fn a_client_without_certificate_or_with_tls12_only_is_refused() {
         .with_no_client_auth();
     let err = handshake(no_cert).unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    nothing_stored(&sd.0);
+}
+
+/// No agent, no record, no batch sequence number anywhere.
+fn nothing_stored(dir: &Path) {
+    assert!(FleetDb::open_dir(dir).unwrap().agents().unwrap().is_empty());
+    let mut st = super::db::open_store(&Target::Dir(dir.to_path_buf())).unwrap();
+    assert!(st.flows(&store::Query::default()).unwrap().is_empty());
+    assert!(st.events(&store::Query::default()).unwrap().is_empty());
+    for d in 0..4 {
+        assert_eq!(st.source_seq(store::DeviceId(d)).unwrap(), 0);
+    }
 }
 
 #[test]
