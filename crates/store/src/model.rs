@@ -339,6 +339,12 @@ pub trait Backend: Send {
     /// Writes one batch in one transaction (all or nothing). Alerts with an id already stored
     /// are skipped and counted. Rollups are updated in the same transaction.
     fn write_batch(&mut self, batch: &Batch) -> Result<Written, StoreError>;
+    /// Writes several batches, each with its own device and source, one `Written` per batch in
+    /// order. PostgreSQL commits them in one transaction (one WAL flush for all: the fleet
+    /// server groups its agents' batches); the default writes them one by one.
+    fn write_batches(&mut self, batches: &[Batch]) -> Result<Vec<Written>, StoreError> {
+        batches.iter().map(|b| self.write_batch(b)).collect()
+    }
     /// Flows matching `q`, newest first.
     fn flows(&mut self, q: &Query) -> Result<Vec<StoredFlow>, StoreError>;
     /// Non-flow records (dns, tls, quic, http, stun, dhcp, connection) matching `q` as JSON

@@ -1217,3 +1217,42 @@ fn sourced_batches_are_stored_exactly_once_across_connections() {
     assert_eq!(a.flows(&q).unwrap().len(), 10 + 40 * 5);
     assert_eq!(a.source_seq(DeviceId(3)).unwrap(), 41);
 }
+
+/// Several batches in one transaction: each under its own device, a source already stored or
+/// repeated in the group is skipped and reported, the rest written.
+#[test]
+fn write_batches_groups_devices_and_skips_stored_sources() {
+    let Some(db) = db("groups") else { return };
+    let mut s = open(&db);
+    let sourced = |dev: u32, seq: u64, first: u64| Batch {
+        source: Some((DeviceId(dev), seq)),
+        ..batch(dev, testdata::flows(first, 3, T0 + first as i64 * SEC, SEC))
+    };
+    assert!(!s.write_batch(&sourced(1, 1, 0)).unwrap().duplicate);
+    let group = [
+        sourced(1, 1, 0),
+        sourced(1, 2, 10),
+        sourced(2, 1, 20),
+        sourced(2, 1, 20),
+        batch(3, Vec::new()),
+    ];
+    let w = s.write_batches(&group).unwrap();
+    let got: Vec<(u64, bool)> = w.iter().map(|w| (w.flows, w.duplicate)).collect();
+    assert_eq!(got, [(0, true), (3, false), (3, false), (0, true), (0, false)]);
+    let count = |s: &mut PgStore, d: u32| {
+        s.flows(&Query {
+            device: Some(DeviceId(d)),
+            ..Query::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!((count(&mut s, 1), count(&mut s, 2)), (6, 3));
+    assert_eq!(
+        (
+            s.source_seq(DeviceId(1)).unwrap(),
+            s.source_seq(DeviceId(2)).unwrap()
+        ),
+        (2, 1)
+    );
+}

@@ -21,8 +21,9 @@ use super::identity::hex;
 pub const DB_FILE: &str = "fleet.db";
 /// File name of the agents' records (SQLite store) inside the server's data directory.
 pub const RECORDS_FILE: &str = "fleet-records.db";
-/// Store connections one PostgreSQL server process writes through at most (SQLite: one).
-pub const PG_WRITERS: usize = 4;
+/// Store connections (writer threads) one PostgreSQL server process writes through (SQLite:
+/// one).
+pub const PG_WRITERS: usize = 2;
 
 /// One enrolled agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -422,88 +423,159 @@ pub fn open_store(target: &Target) -> Result<Box<dyn store::Backend>> {
     })
 }
 
-/// Store connections shared by the server's connection threads: each batch borrows one for
-/// its transaction. At most one for SQLite (one writer), [`PG_WRITERS`] for PostgreSQL. A
-/// connection whose write failed is dropped and a new one opened on the next need.
+/// Most records one grouped transaction takes (the store benchmark's best batch size).
+pub const GROUP_RECORDS: usize = 20_000;
+
+/// The server's way into the store. Connection threads hand their parsed batches to writer
+/// threads (one for SQLite, [`PG_WRITERS`] for PostgreSQL), each with its own connection: a
+/// writer takes every batch waiting (up to [`GROUP_RECORDS`] records), sorted by source so two
+/// writers never wait on each other in opposite orders, and commits them in one transaction
+/// (`store::Backend::write_batches`: one WAL flush for many agents' batches, each with its own
+/// device and source). [`StorePool::write`] returns after that commit. Small queries
+/// ([`StorePool::with`]) use one more connection. A connection whose write failed is dropped and
+/// opened again when next needed.
 pub struct StorePool {
-    target: Target,
-    max: usize,
-    state: std::sync::Mutex<PoolState>,
-    freed: std::sync::Condvar,
+    inner: std::sync::Arc<PoolInner>,
+    query: std::sync::Mutex<Option<Box<dyn store::Backend>>>,
 }
 
-struct PoolState {
-    free: Vec<Box<dyn store::Backend>>,
-    open: usize,
+type Reply = std::sync::mpsc::SyncSender<std::result::Result<store::Written, String>>;
+
+struct PoolInner {
+    target: Target,
+    queue: std::sync::Mutex<(std::collections::VecDeque<(store::Batch, Reply)>, bool)>,
+    ready: std::sync::Condvar,
 }
 
 impl std::fmt::Debug for StorePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorePool").field("max", &self.max).finish()
+        f.debug_struct("StorePool")
+            .field("target", &self.inner.target)
+            .finish()
     }
 }
 
 impl StorePool {
-    /// Opens the first connection now (so a wrong URL or a foreign file fails at start).
+    /// Opens the first connection now (so a wrong URL or a foreign file fails at start) and
+    /// starts the writers.
     pub fn open(target: &Target) -> Result<StorePool> {
         let first = open_store(target)?;
-        let max = match target {
+        let writers = match target {
             Target::Dir(_) => 1,
             Target::Postgres(_) => PG_WRITERS,
         };
-        Ok(StorePool {
+        let inner = std::sync::Arc::new(PoolInner {
             target: target.clone(),
-            max,
-            state: std::sync::Mutex::new(PoolState {
-                free: vec![first],
-                open: 1,
-            }),
-            freed: std::sync::Condvar::new(),
+            queue: std::sync::Mutex::new((std::collections::VecDeque::new(), false)),
+            ready: std::sync::Condvar::new(),
+        });
+        let mut first = Some(first);
+        for i in 0..writers {
+            let inner = inner.clone();
+            let conn = first.take();
+            std::thread::Builder::new()
+                .name(format!("fleet-store-{i}"))
+                .spawn(move || writer(&inner, conn))
+                .context("starting a store writer thread")?;
+        }
+        Ok(StorePool {
+            inner,
+            query: std::sync::Mutex::new(None),
         })
     }
 
-    /// Runs `f` with a store connection of the pool (waiting for one when all are busy). An
-    /// error from `f` drops that connection.
+    /// Writes `batch` (grouped with others waiting) and returns once it is committed.
+    pub fn write(&self, batch: store::Batch) -> Result<store::Written> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.0.push_back((batch, tx));
+        }
+        self.inner.ready.notify_one();
+        match rx.recv() {
+            Ok(r) => r.map_err(anyhow::Error::msg),
+            Err(_) => anyhow::bail!("the store writer stopped"),
+        }
+    }
+
+    /// Runs `f` with the query connection (opened when needed; dropped after an error).
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut dyn store::Backend) -> Result<T, store::StoreError>,
     ) -> Result<T> {
-        let taken = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(b) = st.free.pop() {
-                    break Some(b);
-                }
-                if st.open < self.max {
-                    st.open += 1;
-                    break None;
-                }
-                st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        let mut b = match taken {
-            Some(b) => b,
-            None => match open_store(&self.target) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.release(None);
-                    return Err(e);
-                }
-            },
-        };
-        let r = f(b.as_mut());
-        let keep = r.is_ok();
-        self.release(keep.then_some(b));
+        let mut g = self.query.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(open_store(&self.inner.target)?);
+        }
+        let r = f(g.as_mut().map(|b| b.as_mut()).context("no store connection")?);
+        if r.is_err() {
+            *g = None;
+        }
         Ok(r?)
     }
+}
 
-    fn release(&self, b: Option<Box<dyn store::Backend>>) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match b {
-            Some(b) => st.free.push(b),
-            None => st.open -= 1,
+impl Drop for StorePool {
+    fn drop(&mut self) {
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.inner.ready.notify_all();
+    }
+}
+
+/// One writer thread: takes a group of waiting batches, commits it, answers each.
+fn writer(inner: &PoolInner, mut conn: Option<Box<dyn store::Backend>>) {
+    loop {
+        let group: Vec<(store::Batch, Reply)> = {
+            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while q.0.is_empty() {
+                if q.1 {
+                    return;
+                }
+                q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            let mut group = Vec::new();
+            let mut records = 0;
+            while let Some((b, _)) = q.0.front() {
+                if !group.is_empty() && records + b.records.len() > GROUP_RECORDS {
+                    break;
+                }
+                records += b.records.len();
+                group.extend(q.0.pop_front());
+            }
+            if !q.0.is_empty() {
+                inner.ready.notify_one();
+            }
+            group
+        };
+        let (mut batches, replies): (Vec<store::Batch>, Vec<Reply>) = group.into_iter().unzip();
+        // The same order in every writer: two transactions never wait on each other's sources.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_key(|&i| batches[i].source);
+        let mut sorted: Vec<store::Batch> = Vec::with_capacity(batches.len());
+        let mut taken: Vec<Option<store::Batch>> = batches.drain(..).map(Some).collect();
+        for &i in &order {
+            sorted.extend(taken[i].take());
         }
-        self.freed.notify_one();
+        let result = (|| -> std::result::Result<Vec<store::Written>, String> {
+            if conn.is_none() {
+                conn = Some(open_store(&inner.target).map_err(|e| format!("{e:#}"))?);
+            }
+            let c = conn.as_mut().ok_or("no store connection")?;
+            c.write_batches(&sorted).map_err(|e| e.to_string())
+        })();
+        match result {
+            Ok(written) => {
+                for (k, w) in written.into_iter().enumerate() {
+                    let _ = replies[order[k]].send(Ok(w));
+                }
+            }
+            Err(e) => {
+                conn = None;
+                for r in &replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -387,7 +387,7 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
                 agent.device.0
             );
         }
-        let status = match sh.store.with(|st| st.write_batch(&batch)) {
+        let status = match sh.store.write(batch) {
             Ok(w) if w.duplicate => AckStatus::Duplicate,
             Ok(_) => AckStatus::Stored,
             Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("could not commit: {e:#}")),

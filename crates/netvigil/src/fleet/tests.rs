@@ -640,3 +640,167 @@ fn a_batch_body_is_read_into_records_and_alerts_and_bad_lines_are_named() {
     let err = server::parse_batch(store::DeviceId(4), 9, "{\"v\":1}\n").unwrap_err();
     assert!(err.contains("\"type\""), "{err}");
 }
+
+/// CPU seconds (user + system) of process `pid` ("self" or a number), from /proc.
+fn cpu_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Benchmark (`scripts/fleet-ingest-bench.sh`): records per second the fleet server takes from
+/// 20 agents into PostgreSQL. The agents are threads of this process speaking the real protocol
+/// (`agent::connect`: TLS 1.3 with their own enrolled keys; `Batch` frames of 1,000 flow
+/// records, each waiting for its `Ack`, as `Uplink` does); the server is `Server` with
+/// `--db postgres://...` on a PostgreSQL the benchmark starts (as `cargo bench -p store --bench
+/// pg_insert` does: fsync on, `max_wal_size=4GB`, `shared_buffers=256MB`). The clock runs
+/// from the first batch sent to the last ack; then every record is counted in the database.
+/// `NV_BENCH_FLOWS` (default 1,000,000), `NV_BENCH_RUNS` (default 3).
+#[test]
+#[ignore = "benchmark: scripts/fleet-ingest-bench.sh (minutes of CPU)"]
+fn bench_fleet_ingest_from_20_agents_into_postgres() {
+    const AGENTS: usize = 20;
+    const PER_BATCH: usize = 1000;
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let total = env("NV_BENCH_FLOWS", 1_000_000).div_ceil(AGENTS * PER_BATCH) * AGENTS * PER_BATCH;
+    let runs = env("NV_BENCH_RUNS", 3).max(1);
+    let pg = pg_server::PgServer::start(&[("max_wal_size", "4GB"), ("shared_buffers", "256MB")])
+        .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+    // Each agent's batches, made before the clock starts: agent a sends flows with ids
+    // a*10^9.., one every 2 ms of its own clock.
+    let t = Instant::now();
+    let per_agent = total / AGENTS;
+    let bodies: Vec<Vec<String>> = (0..AGENTS)
+        .map(|a| {
+            (0..per_agent / PER_BATCH)
+                .map(|b| {
+                    let first = a as u64 * 1_000_000_000 + (b * PER_BATCH) as u64;
+                    let mut body = String::with_capacity(PER_BATCH * 700);
+                    for r in store::sqlite::testdata::flows(
+                        first,
+                        PER_BATCH as u64,
+                        1_763_780_400_000_000_000 + (b * PER_BATCH) as i64 * 2_000_000,
+                        2_000_000,
+                    ) {
+                        r.write_json(&mut body);
+                        body.push('\n');
+                    }
+                    body
+                })
+                .collect()
+        })
+        .collect();
+    eprintln!(
+        "fleet ingest: {total} flow records, {AGENTS} agents x {} batches of {PER_BATCH}, made in {:.1} s ({:.0} bytes a record)",
+        per_agent / PER_BATCH,
+        t.elapsed().as_secs_f64(),
+        bodies[0][0].len() as f64 / PER_BATCH as f64
+    );
+    let mut rates = Vec::new();
+    for run in 0..runs {
+        let db = pg.create_db(&format!("fleet_bench_{run}"));
+        let target = Target::Postgres(db.url());
+        let sd = tmp("bench-srv");
+        let s = Server::start(&sd.0, &target, loopback()).unwrap();
+        let mut fdb = FleetDb::open(&target).unwrap();
+        let now = server::now_ns();
+        let ids: Vec<(Identity, Tmp)> = (0..AGENTS)
+            .map(|i| {
+                let ad = tmp(&format!("bench-agent{i}"));
+                let t = fdb.create_token(now, now + HOUR).unwrap();
+                agent::enroll(
+                    &ad.0,
+                    &s.local_addr().to_string(),
+                    &t,
+                    s.fingerprint(),
+                    &format!("a{i}"),
+                )
+                .unwrap();
+                (
+                    Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap(),
+                    ad,
+                )
+            })
+            .collect();
+        let mut admin = db.client();
+        let backends = |c: &mut postgres::Client| -> Vec<String> {
+            c.query(
+                "SELECT pid::text FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        // Connect every agent (Hello/Welcome) before the clock starts.
+        let mut conns: Vec<agent::Conn> = ids
+            .iter()
+            .map(|(id, _)| {
+                let (c, f) = hello(&s, id);
+                assert!(matches!(f, Frame::Welcome { last_seq: 0, .. }), "{f:?}");
+                c
+            })
+            .collect();
+        let cpu0 = cpu_of("self");
+        let pids0 = backends(&mut admin);
+        let srv0: f64 = pids0.iter().map(|p| cpu_of(p)).sum();
+        let t = Instant::now();
+        std::thread::scope(|sc| {
+            for (c, batches) in conns.iter_mut().zip(&bodies) {
+                sc.spawn(move || {
+                    for (i, body) in batches.iter().enumerate() {
+                        let seq = i as u64 + 1;
+                        frame::write_frame(
+                            c,
+                            &Frame::Batch {
+                                seq,
+                                records: body.clone(),
+                            },
+                        )
+                        .unwrap();
+                        match frame::read_frame(c).unwrap() {
+                            Frame::Ack {
+                                seq: s,
+                                status: AckStatus::Stored,
+                            } if s == seq => {}
+                            other => panic!("batch {seq}: {other:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let cpu_proc = cpu_of("self") - cpu0;
+        let pids = backends(&mut admin);
+        let srv: f64 = pids.iter().map(|p| cpu_of(p)).sum::<f64>() - srv0;
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM netvigil.flows", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n as usize, total, "every record stored once");
+        let rate = total as f64 / secs;
+        rates.push(rate);
+        println!(
+            "run {}: {total} records in {secs:.2} s = {rate:.0} records/s; CPU per million records: \
+             fleet server + agents {:.1} s, PostgreSQL {:.1} s ({} backends); load {}",
+            run + 1,
+            cpu_proc * 1e6 / total as f64,
+            srv * 1e6 / total as f64,
+            pids.len(),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        drop(conns);
+        s.stop();
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "fleet ingest: median {:.0} records/s, best {:.0} over {runs} runs of {total} records from {AGENTS} agents",
+        rates[rates.len() / 2],
+        rates[rates.len() - 1]
+    );
+}

@@ -312,6 +312,10 @@ impl Backend for PgStore {
         write::write_batch(self, batch)
     }
 
+    fn write_batches(&mut self, batches: &[Batch]) -> Result<Vec<Written>, StoreError> {
+        write::write_batches(self, batches)
+    }
+
     fn flows(&mut self, q: &Query) -> Result<Vec<StoredFlow>, StoreError> {
         query::flows(self, q)
     }
