@@ -383,10 +383,11 @@ fn attempt(s: &mut PgStore, batches: &[Prepared<'_>]) -> Result<Vec<Written>, Fa
             s.strings.clear();
             s.strings_epoch = epoch;
         }
-        let mut out = Vec::with_capacity(batches.len());
+        // Every source first, then every name (each set sorted: two writers never wait on each
+        // other in opposite orders), then the rows of the batches not stored yet.
+        let mut fresh = Vec::with_capacity(batches.len());
         for p in batches {
-            let rows = p.rows();
-            if let Some((d, seq)) = rows.batch.source {
+            if let Some((d, seq)) = p.batch.source {
                 let (d, seq) = (i64::from(d.0), i64::try_from(seq).unwrap_or(i64::MAX));
                 // Two servers writing the same source: the second waits on the key until the
                 // first commits (then finds it) or rolls back (then takes it).
@@ -397,16 +398,22 @@ fn attempt(s: &mut PgStore, batches: &[Prepared<'_>]) -> Result<Vec<Written>, Fa
                         &[&d, &seq],
                     )
                     .map_err(err("recording the batch's source"))?;
-                if new == 0 {
-                    out.push(Written {
-                        duplicate: true,
-                        ..Written::default()
-                    });
-                    continue;
-                }
+                fresh.push(new != 0);
+            } else {
+                fresh.push(true);
             }
-            interned |= intern(&mut tx, &mut s.strings, &rows).map_err(err("interning strings"))?;
-            out.push(copy_rows(&mut tx, &s.strings, &rows).map_err(err("copying records"))?);
+        }
+        interned = intern(&mut tx, &mut s.strings, batches).map_err(err("interning strings"))?;
+        let mut out = Vec::with_capacity(batches.len());
+        for (p, fresh) in batches.iter().zip(fresh) {
+            if !fresh {
+                out.push(Written {
+                    duplicate: true,
+                    ..Written::default()
+                });
+                continue;
+            }
+            out.push(copy_rows(&mut tx, &s.strings, &p.rows()).map_err(err("copying records"))?);
         }
         tx.commit().map_err(err("committing a batch"))?;
         Ok(out)
@@ -423,20 +430,22 @@ fn attempt(s: &mut PgStore, batches: &[Prepared<'_>]) -> Result<Vec<Written>, Fa
 fn intern<'r>(
     tx: &mut Transaction<'_>,
     cache: &mut HashMap<String, i32>,
-    rows: &'r Rows<'r, '_>,
+    batches: &'r [Prepared<'r>],
 ) -> Result<bool, postgres::Error> {
     let mut missing: BTreeSet<&'r str> = BTreeSet::new();
-    for (_, fs, _) in rows.flows {
-        for v in fs.s.iter().flatten().chain(std::iter::once(&fs.remote)) {
-            if !cache.contains_key(v.as_ref()) {
-                missing.insert(v.as_ref());
+    for rows in batches {
+        for (_, fs, _) in &rows.flows {
+            for v in fs.s.iter().flatten().chain(std::iter::once(&fs.remote)) {
+                if !cache.contains_key(v.as_ref()) {
+                    missing.insert(v.as_ref());
+                }
             }
         }
-    }
-    for (e, _) in rows.events {
-        for v in [&e.app, &e.domain].into_iter().flatten() {
-            if !cache.contains_key(v.as_ref()) {
-                missing.insert(v.as_ref());
+        for (e, _) in &rows.events {
+            for v in [&e.app, &e.domain].into_iter().flatten() {
+                if !cache.contains_key(v.as_ref()) {
+                    missing.insert(v.as_ref());
+                }
             }
         }
     }
