@@ -18,6 +18,7 @@ pub mod dissect;
 pub mod enrich;
 pub mod flow;
 mod json;
+pub mod json_read;
 pub mod judge;
 pub mod lan;
 pub mod record;

@@ -67,41 +67,41 @@ fn prefix_contains(prefix: IpAddr, len: u8, ip: IpAddr) -> bool {
 /// Parses an RDAP IP network answer.
 pub fn parse_ip_network(text: &str) -> Result<RdapNetwork, String> {
     let j = json::parse(text)?;
-    let class = j.get("objectClassName").and_then(Json::str);
+    let class = j.get("objectClassName").and_then(Json::as_str);
     if class != Some("ip network") {
-        if let Some(code) = j.get("errorCode").and_then(Json::num) {
-            let title = j.get("title").and_then(Json::str).unwrap_or("");
+        if let Some(code) = j.get("errorCode").and_then(Json::as_f64) {
+            let title = j.get("title").and_then(Json::as_str).unwrap_or("");
             return Err(format!("the RDAP server answered error {code} {title}"));
         }
         return Err(format!(
             "not an RDAP ip network object (objectClassName {class:?})"
         ));
     }
-    let s = |k: &str| j.get(k).and_then(Json::str).map(str::to_string);
+    let s = |k: &str| j.get(k).and_then(Json::as_str).map(str::to_string);
     let addr = |k: &str| {
         j.get(k)
-            .and_then(Json::str)
+            .and_then(Json::as_str)
             .and_then(|a| a.trim().parse::<IpAddr>().ok())
     };
     let cidrs = j
         .get("cidr0_cidrs")
-        .map(Json::arr)
+        .map(Json::as_array)
         .unwrap_or_default()
         .iter()
         .filter_map(|c| {
             let p = c
                 .get("v4prefix")
                 .or_else(|| c.get("v6prefix"))?
-                .str()?
+                .as_str()?
                 .parse()
                 .ok()?;
-            let len = c.get("length")?.num()?;
+            let len = c.get("length")?.as_f64()?;
             (0.0..=128.0).contains(&len).then_some((p, len as u8))
         })
         .collect();
     let country = j
         .get("country")
-        .and_then(Json::str)
+        .and_then(Json::as_str)
         .and_then(|c| match c.as_bytes() {
             [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
                 Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
@@ -112,10 +112,10 @@ pub fn parse_ip_network(text: &str) -> Result<RdapNetwork, String> {
     collect_entities(&j, &mut entities, 0);
     let has_role = |e: &Json, r: &str| {
         e.get("roles")
-            .map(Json::arr)
+            .map(Json::as_array)
             .unwrap_or_default()
             .iter()
-            .any(|x| x.str() == Some(r))
+            .any(|x| x.as_str() == Some(r))
     };
     let org = entities
         .iter()
@@ -139,11 +139,11 @@ pub fn parse_ip_network(text: &str) -> Result<RdapNetwork, String> {
     })
 }
 
-fn collect_entities<'a>(j: &'a Json, out: &mut Vec<&'a Json>, depth: usize) {
+fn collect_entities<'a, 't>(j: &'a Json<'t>, out: &mut Vec<&'a Json<'t>>, depth: usize) {
     if depth > 4 {
         return;
     }
-    for e in j.get("entities").map(Json::arr).unwrap_or_default() {
+    for e in j.get("entities").map(Json::as_array).unwrap_or_default() {
         out.push(e);
         collect_entities(e, out, depth + 1);
     }
@@ -151,13 +151,13 @@ fn collect_entities<'a>(j: &'a Json, out: &mut Vec<&'a Json>, depth: usize) {
 
 /// A text property of an entity's jCard (RFC 7095): `["vcard", [[name, {}, "text", value], ...]]`.
 fn vcard(entity: &Json, name: &str) -> Option<String> {
-    let card = entity.get("vcardArray")?.arr();
-    if card.first()?.str() != Some("vcard") {
+    let card = entity.get("vcardArray")?.as_array();
+    if card.first()?.as_str() != Some("vcard") {
         return None;
     }
-    card.get(1)?.arr().iter().find_map(|prop| {
-        let p = prop.arr();
-        (p.first()?.str()? == name).then_some(())?;
+    card.get(1)?.as_array().iter().find_map(|prop| {
+        let p = prop.as_array();
+        (p.first()?.as_str()? == name).then_some(())?;
         // The value may be a string or, for structured properties, an array of strings.
         match p.get(3)? {
             Json::Str(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -181,16 +181,16 @@ impl Bootstrap {
             .get("services")
             .ok_or("no \"services\" member: not an RDAP bootstrap file")?;
         let mut entries = Vec::new();
-        for svc in services.arr() {
-            let [prefixes, urls] = svc.arr() else {
+        for svc in services.as_array() {
+            let [prefixes, urls] = svc.as_array() else {
                 return Err("a service entry is not [prefixes, urls]".into());
             };
             let urls: Vec<String> = urls
-                .arr()
+                .as_array()
                 .iter()
-                .filter_map(|u| u.str().map(str::to_string))
+                .filter_map(|u| u.as_str().map(str::to_string))
                 .collect();
-            for p in prefixes.arr().iter().filter_map(Json::str) {
+            for p in prefixes.as_array().iter().filter_map(Json::as_str) {
                 let Some((addr, len)) = p.split_once('/') else {
                     continue;
                 };

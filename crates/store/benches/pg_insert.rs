@@ -6,7 +6,8 @@
 //!
 //! `cargo bench -p store --bench pg_insert`. Environment: `NV_BENCH_FLOWS` (default 1,000,000),
 //! `NV_BENCH_BATCH` (flows per batch, default 20,000), `NV_BENCH_RUNS` (default 3, each into a
-//! fresh database), `NV_BENCH_SQL` (SQL run after the schema is made, before timing: for
+//! fresh database), `NV_BENCH_WRITERS` (connections writing batches at the same time, each on
+//! its own thread, as the fleet server's store pool does; default 1), `NV_BENCH_SQL` (SQL run after the schema is made, before timing: for
 //! trying index variants without rebuilding). Prints each run (wall-clock rate, and the CPU
 //! seconds of this process and of the server's processes, which a loaded machine disturbs
 //! less) and the best and median rates.
@@ -147,10 +148,45 @@ fn main() {
         let load0 = load();
         let (cpu_client0, cpu_server0) = (cpu_of("self"), cpu_of_children(&postmaster));
         let t = Instant::now();
-        let mut written = 0u64;
-        for b in &batches {
-            written += store.write_batch(b).unwrap_or_else(|e| panic!("{e}")).flows;
-        }
+        let writers = env("NV_BENCH_WRITERS", 1).max(1);
+        // The writers' connections stay open until their server CPU is read.
+        let mut keep: Vec<PgStore> = Vec::new();
+        let written = if writers == 1 {
+            let mut written = 0u64;
+            for b in &batches {
+                written += store.write_batch(b).unwrap_or_else(|e| panic!("{e}")).flows;
+            }
+            written
+        } else {
+            // Each writer opens its connection before the clock matters little (one connect,
+            // schema already made); batches are taken in order from a shared counter.
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let url = db.url();
+            std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..writers)
+                    .map(|_| {
+                        sc.spawn(|| {
+                            let mut st =
+                                PgStore::connect(&url, DeviceId(0)).unwrap_or_else(|e| panic!("{e}"));
+                            let mut n = 0u64;
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(b) = batches.get(i) else { break };
+                                n += st.write_batch(b).unwrap_or_else(|e| panic!("{e}")).flows;
+                            }
+                            (n, st)
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        let (n, st) = h.join().unwrap();
+                        keep.push(st);
+                        n
+                    })
+                    .sum()
+            })
+        };
         // The retention job's rollup compaction, as a fleet server runs it, counted in the
         // time: every bucket has closed by then.
         let none = store::Retention {
@@ -164,6 +200,7 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         let cpu_client = cpu_of("self") - cpu_client0;
         let cpu_server = cpu_of_children(&postmaster) - cpu_server0;
+        drop(keep);
         let wal1 = wal_lsn(store.client());
         let wal: f64 = store
             .client()

@@ -125,6 +125,12 @@ pub struct Batch {
     pub records: Vec<Record>,
     pub alerts: Vec<AlertRow>,
     pub samples: Vec<Sample>,
+    /// Where the batch came from, for exactly-once storage: the fleet agent's device and the
+    /// batch's sequence number. A backend records it in the batch's own transaction under a
+    /// unique key; a source already recorded makes the write a no-op reported as
+    /// [`Written::duplicate`]. The batched [`crate::Writer`] merges batches and ignores it: write
+    /// sourced batches with [`Backend::write_batch`].
+    pub source: Option<(DeviceId, u64)>,
 }
 
 impl Batch {
@@ -256,6 +262,8 @@ pub struct Written {
     pub samples: u64,
     /// Alerts whose id was already stored.
     pub duplicate_alerts: u64,
+    /// The batch's [`Batch::source`] was already stored: nothing was written.
+    pub duplicate: bool,
 }
 
 /// Errors name the file or server and say what to do.
@@ -331,6 +339,12 @@ pub trait Backend: Send {
     /// Writes one batch in one transaction (all or nothing). Alerts with an id already stored
     /// are skipped and counted. Rollups are updated in the same transaction.
     fn write_batch(&mut self, batch: &Batch) -> Result<Written, StoreError>;
+    /// Writes several batches, each with its own device and source, one `Written` per batch in
+    /// order. PostgreSQL commits them in one transaction (one WAL flush for all: the fleet
+    /// server groups its agents' batches); the default writes them one by one.
+    fn write_batches(&mut self, batches: &[Batch]) -> Result<Vec<Written>, StoreError> {
+        batches.iter().map(|b| self.write_batch(b)).collect()
+    }
     /// Flows matching `q`, newest first.
     fn flows(&mut self, q: &Query) -> Result<Vec<StoredFlow>, StoreError>;
     /// Non-flow records (dns, tls, quic, http, stun, dhcp, connection) matching `q` as JSON
@@ -348,4 +362,7 @@ pub trait Backend: Send {
     /// Small named state that must survive restarts (anomaly baselines, "seen before" sets).
     fn put_state(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The highest batch sequence number stored for `device` through [`Batch::source`]
+    /// (0: none).
+    fn source_seq(&mut self, device: DeviceId) -> Result<u64, StoreError>;
 }

@@ -373,6 +373,7 @@ impl<B: Backend> State<B> {
             mut records,
             mut alerts,
             mut samples,
+            source: _,
         } = b;
         if self.pending.records.is_empty() {
             self.pending.records = records;

@@ -877,3 +877,34 @@ proptest::proptest! {
         }
     }
 }
+
+/// A batch with a source is stored once; the resent batch changes nothing and says so, also
+/// after the database was closed and opened again.
+#[test]
+fn sourced_batches_are_stored_exactly_once() {
+    let dir = TempDir::new("sources");
+    let sourced = |seq: u64, first: u64| Batch {
+        device: DeviceId(5),
+        source: Some((DeviceId(5), seq)),
+        ..batch(testdata::flows(first, 4, T0, 1_000_000_000))
+    };
+    {
+        let mut db = SqliteStore::open_dir(dir.path()).unwrap();
+        assert_eq!(db.source_seq(DeviceId(5)).unwrap(), 0);
+        let w = db.write_batch(&sourced(1, 0)).unwrap();
+        assert_eq!((w.flows, w.duplicate), (4, false));
+        let w = db.write_batch(&sourced(1, 0)).unwrap();
+        assert_eq!((w.flows, w.duplicate), (0, true));
+        let w = db.write_batch(&sourced(7, 10)).unwrap();
+        assert_eq!((w.flows, w.duplicate), (4, false));
+    }
+    let mut db = SqliteStore::open_dir(dir.path()).unwrap();
+    assert!(db.write_batch(&sourced(7, 10)).unwrap().duplicate);
+    assert_eq!(db.source_seq(DeviceId(5)).unwrap(), 7);
+    assert_eq!(db.source_seq(DeviceId(6)).unwrap(), 0);
+    let q = Query {
+        device: Some(DeviceId(5)),
+        ..Query::default()
+    };
+    assert_eq!(db.flows(&q).unwrap().len(), 8);
+}

@@ -1,9 +1,14 @@
 //! The fleet server's own tables, in SQLite (file `fleet.db` in the data directory) or in
 //! PostgreSQL (several servers may share one database): enrolled agents (by key id, with a device
-//! id, a name and a revoked mark), one-time enrollment tokens (only their SHA-256 is kept), and
-//! received batches keyed by (device, sequence number) so a batch sent twice is stored once.
+//! id, a name and a revoked mark) and one-time enrollment tokens (only their SHA-256 is kept).
 //! Each call is one transaction; the SQL is shared (`?N` placeholders become `$N` for
 //! PostgreSQL), so both backends run the same statements.
+//!
+//! The agents' records go to the store ([`open_store`], [`StorePool`]): `store::SqliteStore`
+//! file `fleet-records.db` in the data directory, or the same PostgreSQL database through
+//! `store::pg::PgStore`. Each batch is one store transaction that also records its (device,
+//! sequence number) under a unique key (`store::Batch::source`), so a batch sent twice is stored
+//! once, whichever server process gets it.
 
 use std::path::Path;
 
@@ -14,6 +19,11 @@ use super::identity::hex;
 
 /// File name of the fleet database inside the server's data directory.
 pub const DB_FILE: &str = "fleet.db";
+/// File name of the agents' records (SQLite store) inside the server's data directory.
+pub const RECORDS_FILE: &str = "fleet-records.db";
+/// Store connections (writer threads) one PostgreSQL server process writes through (SQLite:
+/// one).
+pub const PG_WRITERS: usize = 2;
 
 /// One enrolled agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +37,8 @@ pub struct Agent {
     pub enrolled: i64,
     /// When the admin revoked it, if so.
     pub revoked: Option<i64>,
-    /// Highest batch sequence number stored (0: none).
+    /// Highest batch sequence number stored (0: none, or not looked up: see
+    /// [`agents_with_last_batch`]).
     pub last_seq: u64,
 }
 
@@ -39,13 +50,6 @@ pub enum TokenRefusal {
     Expired,
     /// The key is already enrolled (the token is left unused).
     KeyEnrolled,
-}
-
-/// What committing a batch did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Commit {
-    Stored { records: usize },
-    Duplicate,
 }
 
 /// Where the fleet tables live.
@@ -114,10 +118,7 @@ CREATE TABLE IF NOT EXISTS fleet_agents (
   device BIGINT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
   enrolled BIGINT NOT NULL, revoked BIGINT);
 CREATE TABLE IF NOT EXISTS fleet_tokens (
-  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);
-CREATE TABLE IF NOT EXISTS fleet_batches (
-  device BIGINT NOT NULL, seq BIGINT NOT NULL, received BIGINT NOT NULL,
-  records BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (device, seq));";
+  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);";
 
 fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.trim().as_bytes()))
@@ -353,8 +354,7 @@ impl FleetDb {
 
     fn agents_where(&mut self, clause: &str, p: &[Val]) -> Result<Vec<Agent>> {
         let sql = format!(
-            "SELECT a.device, a.key_id, a.name, a.enrolled, a.revoked,
-                    COALESCE((SELECT MAX(seq) FROM fleet_batches b WHERE b.device = a.device), 0)
+            "SELECT a.device, a.key_id, a.name, a.enrolled, a.revoked
              FROM fleet_agents a {clause} ORDER BY a.device"
         );
         Ok(self
@@ -366,7 +366,7 @@ impl FleetDb {
                 name: r[2].s(),
                 enrolled: r[3].i(),
                 revoked: r[4].opt_i(),
-                last_seq: r[5].i() as u64,
+                last_seq: 0,
             })
             .collect())
     }
@@ -398,49 +398,184 @@ impl FleetDb {
             &[Val::I(now), Val::I(i64::from(device))],
         )? == 1)
     }
+}
 
-    /// Stores a batch once: a (device, seq) already present is a duplicate and changes nothing.
-    /// Returns after the commit.
-    pub fn commit_batch(
-        &mut self,
-        device: store::DeviceId,
-        seq: u64,
-        body: &str,
-        records: usize,
-        now: i64,
-    ) -> Result<Commit> {
-        let n = self.exec(
-            "INSERT INTO fleet_batches (device, seq, received, records, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (device, seq) DO NOTHING",
-            &[
-                Val::I(i64::from(device.0)),
-                Val::I(seq as i64),
-                Val::I(now),
-                Val::I(records as i64),
-                Val::S(body.to_owned()),
-            ],
-        )?;
-        Ok(if n == 1 {
-            Commit::Stored { records }
-        } else {
-            Commit::Duplicate
+/// Every enrolled agent with the highest batch sequence number the store holds for it.
+pub fn agents_with_last_batch(target: &Target) -> Result<Vec<Agent>> {
+    let mut agents = FleetDb::open(target)?.agents()?;
+    let mut st = open_store(target)?;
+    for a in &mut agents {
+        a.last_seq = st.source_seq(a.device)?;
+    }
+    Ok(agents)
+}
+
+/// Opens (creating, migrating) the store the server keeps agents' records in: SQLite
+/// `DIR/fleet-records.db`, or the PostgreSQL database of `--db`. Every call is a new
+/// connection; queries (`store::Backend::flows` with `Query.device` ...) may use their own.
+pub fn open_store(target: &Target) -> Result<Box<dyn store::Backend>> {
+    Ok(match target {
+        Target::Dir(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            Box::new(store::SqliteStore::open(&d.join(RECORDS_FILE))?)
+        }
+        Target::Postgres(url) => Box::new(store::pg::PgStore::connect(url, store::DeviceId(0))?),
+    })
+}
+
+/// Most records one grouped transaction takes (the store benchmark's best batch size).
+pub const GROUP_RECORDS: usize = 20_000;
+
+/// The server's way into the store. Connection threads hand their parsed batches to writer
+/// threads (one for SQLite, [`PG_WRITERS`] for PostgreSQL), each with its own connection: a
+/// writer takes every batch waiting (up to [`GROUP_RECORDS`] records), sorted by source so two
+/// writers never wait on each other in opposite orders, and commits them in one transaction
+/// (`store::Backend::write_batches`: one WAL flush for many agents' batches, each with its own
+/// device and source). [`StorePool::write`] returns after that commit. Small queries
+/// ([`StorePool::with`]) use one more connection. A connection whose write failed is dropped and
+/// opened again when next needed.
+pub struct StorePool {
+    inner: std::sync::Arc<PoolInner>,
+    query: std::sync::Mutex<Option<Box<dyn store::Backend>>>,
+}
+
+type Reply = std::sync::mpsc::SyncSender<std::result::Result<store::Written, String>>;
+
+struct PoolInner {
+    target: Target,
+    queue: std::sync::Mutex<(std::collections::VecDeque<(store::Batch, Reply)>, bool)>,
+    ready: std::sync::Condvar,
+}
+
+impl std::fmt::Debug for StorePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePool")
+            .field("target", &self.inner.target)
+            .finish()
+    }
+}
+
+impl StorePool {
+    /// Opens the first connection now (so a wrong URL or a foreign file fails at start) and
+    /// starts the writers.
+    pub fn open(target: &Target) -> Result<StorePool> {
+        let first = open_store(target)?;
+        let writers = match target {
+            Target::Dir(_) => 1,
+            Target::Postgres(_) => PG_WRITERS,
+        };
+        let inner = std::sync::Arc::new(PoolInner {
+            target: target.clone(),
+            queue: std::sync::Mutex::new((std::collections::VecDeque::new(), false)),
+            ready: std::sync::Condvar::new(),
+        });
+        let mut first = Some(first);
+        for i in 0..writers {
+            let inner = inner.clone();
+            let conn = first.take();
+            std::thread::Builder::new()
+                .name(format!("fleet-store-{i}"))
+                .spawn(move || writer(&inner, conn))
+                .context("starting a store writer thread")?;
+        }
+        Ok(StorePool {
+            inner,
+            query: std::sync::Mutex::new(None),
         })
     }
 
-    /// The records stored for `device`, as JSON lines in sequence order.
-    #[allow(
-        dead_code,
-        reason = "only tests call it so far (reading back stored batches, stopping a server, decoding a buffer)"
-    )]
-    pub fn records(&mut self, device: store::DeviceId) -> Result<Vec<String>> {
-        let rows = self.query(
-            "SELECT body FROM fleet_batches WHERE device = ?1 ORDER BY seq",
-            &[Val::I(i64::from(device.0))],
-        )?;
-        Ok(rows
-            .iter()
-            .flat_map(|r| r[0].s().lines().map(str::to_owned).collect::<Vec<_>>())
-            .collect())
+    /// Writes `batch` (grouped with others waiting) and returns once it is committed.
+    pub fn write(&self, batch: store::Batch) -> Result<store::Written> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.0.push_back((batch, tx));
+        }
+        self.inner.ready.notify_one();
+        match rx.recv() {
+            Ok(r) => r.map_err(anyhow::Error::msg),
+            Err(_) => anyhow::bail!("the store writer stopped"),
+        }
+    }
+
+    /// Runs `f` with the query connection (opened when needed; dropped after an error).
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn store::Backend) -> Result<T, store::StoreError>,
+    ) -> Result<T> {
+        let mut g = self.query.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(open_store(&self.inner.target)?);
+        }
+        let r = f(g.as_mut().map(|b| b.as_mut()).context("no store connection")?);
+        if r.is_err() {
+            *g = None;
+        }
+        Ok(r?)
+    }
+}
+
+impl Drop for StorePool {
+    fn drop(&mut self) {
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.inner.ready.notify_all();
+    }
+}
+
+/// One writer thread: takes a group of waiting batches, commits it, answers each.
+fn writer(inner: &PoolInner, mut conn: Option<Box<dyn store::Backend>>) {
+    loop {
+        let group: Vec<(store::Batch, Reply)> = {
+            let mut q = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while q.0.is_empty() {
+                if q.1 {
+                    return;
+                }
+                q = inner.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            let mut group = Vec::new();
+            let mut records = 0;
+            while let Some((b, _)) = q.0.front() {
+                if !group.is_empty() && records + b.records.len() > GROUP_RECORDS {
+                    break;
+                }
+                records += b.records.len();
+                group.extend(q.0.pop_front());
+            }
+            if !q.0.is_empty() {
+                inner.ready.notify_one();
+            }
+            group
+        };
+        let (mut batches, replies): (Vec<store::Batch>, Vec<Reply>) = group.into_iter().unzip();
+        // The same order in every writer: two transactions never wait on each other's sources.
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by_key(|&i| batches[i].source);
+        let mut sorted: Vec<store::Batch> = Vec::with_capacity(batches.len());
+        let mut taken: Vec<Option<store::Batch>> = batches.drain(..).map(Some).collect();
+        for &i in &order {
+            sorted.extend(taken[i].take());
+        }
+        let result = (|| -> std::result::Result<Vec<store::Written>, String> {
+            if conn.is_none() {
+                conn = Some(open_store(&inner.target).map_err(|e| format!("{e:#}"))?);
+            }
+            let c = conn.as_mut().ok_or("no store connection")?;
+            c.write_batches(&sorted).map_err(|e| e.to_string())
+        })();
+        match result {
+            Ok(written) => {
+                for (k, w) in written.into_iter().enumerate() {
+                    let _ = replies[order[k]].send(Ok(w));
+                }
+            }
+            Err(e) => {
+                conn = None;
+                for r in &replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -183,7 +183,7 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
             );
         }
         Some(ServerCommand::Agents) => {
-            for ag in db::FleetDb::open(&target)?.agents()? {
+            for ag in db::agents_with_last_batch(&target)? {
                 let state = if ag.revoked.is_some() { "revoked" } else { "active" };
                 println!(
                     "{:>5}  {:<24} {:<8} key {}  last batch {}",

@@ -1,6 +1,9 @@
 //! The fleet server: accepts agents over mutually authenticated TLS 1.3 (blocking std::net, one
-//! thread per connection, bounded), enrolls keys with one-time tokens, and commits batches once
-//! per (device, sequence number) before acknowledging them.
+//! thread per connection, bounded), enrolls keys with one-time tokens, reads each batch's JSON
+//! lines back into records (`engine::Record::from_json`, alerts into `store::AlertRow`) on the
+//! connection's thread, and writes them through the store (`db::StorePool`) under the agent's
+//! device id, with the batch's (device, sequence number) in the same transaction: a batch is
+//! stored once, and acknowledged only after its commit.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::db::{Commit, FleetDb, Target, TokenRefusal};
+use super::db::{FleetDb, StorePool, Target, TokenRefusal};
 use super::frame::{self, AckStatus, ErrorCode, Frame};
 use super::identity::{self, Identity};
 
@@ -48,15 +51,17 @@ pub struct Server {
 struct Shared {
     tls: Arc<rustls::ServerConfig>,
     db: Mutex<FleetDb>,
+    store: StorePool,
     conns: Arc<Mutex<Vec<(u64, TcpStream)>>>,
     next_conn: AtomicU64,
 }
 
 impl Server {
-    /// Binds `listen`, opens (creating) the fleet database at `db` and the TLS identity in
-    /// `data_dir`, and serves on a thread of its own.
+    /// Binds `listen`, opens (creating) the fleet database and the record store at `db` and the
+    /// TLS identity in `data_dir`, and serves on a thread of its own.
     pub fn start(data_dir: &Path, db: &Target, listen: SocketAddr) -> Result<Server> {
         let id = server_identity(data_dir)?;
+        let store = StorePool::open(db)?;
         let db = FleetDb::open(db)?;
         let listener = TcpListener::bind(listen).with_context(|| {
             format!("binding {listen}: is another server running there? pick another --listen")
@@ -67,6 +72,7 @@ impl Server {
         let shared = Arc::new(Shared {
             tls: identity::server_config(&id)?,
             db: Mutex::new(db),
+            store,
             conns: conns.clone(),
             next_conn: AtomicU64::new(0),
         });
@@ -283,18 +289,54 @@ fn admit(
     })
 }
 
-/// Checks a batch body: JSON lines, each an object with a string `type`. Returns the count.
-pub fn check_records(body: &str) -> std::result::Result<usize, String> {
-    let mut n = 0;
+/// A batch body read into a store batch: each line a record (`engine::Record::from_value`) or an
+/// `alert`; lines of a record type this server does not know are skipped and counted (a newer
+/// agent). Any other line that is not a record is an error naming its line.
+pub fn parse_batch(
+    device: store::DeviceId,
+    seq: u64,
+    body: &str,
+) -> std::result::Result<(store::Batch, usize), String> {
+    let mut b = store::Batch {
+        device,
+        source: Some((device, seq)),
+        ..store::Batch::default()
+    };
+    let mut skipped = 0;
     for (i, line) in body.lines().enumerate() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("record {}: not JSON: {e}", i + 1))?;
-        if !v.get("type").is_some_and(|t| t.is_string()) {
-            return Err(format!("record {}: not a netvigil record (no \"type\")", i + 1));
+        let v = engine::json_read::parse(line).map_err(|e| format!("record {}: not JSON: {e}", i + 1))?;
+        let bad = |e: engine::json_read::ReadError| format!("record {}: {e}", i + 1);
+        match v.req_str("type").map_err(bad)? {
+            "alert" => b.alerts.push(alert_row(&v, line).map_err(bad)?),
+            _ => match engine::Record::from_value(&v) {
+                Ok(r) => b.records.push(r),
+                Err(engine::json_read::ReadError::UnknownType(_)) => skipped += 1,
+                Err(e) => return Err(bad(e)),
+            },
         }
-        n += 1;
     }
-    Ok(n)
+    Ok((b, skipped))
+}
+
+/// An `alert` line (docs/records.md) as the store keeps it.
+fn alert_row(
+    v: &engine::json_read::Value<'_>,
+    line: &str,
+) -> std::result::Result<store::AlertRow, engine::json_read::ReadError> {
+    let severity = v.req_str("severity")?;
+    Ok(store::AlertRow {
+        id: v.req_str("id")?.to_owned(),
+        ts: v.req_time("ts")?,
+        severity: store::Severity::parse(severity).ok_or(engine::json_read::ReadError::Field {
+            field: "severity".into(),
+            why: "expected info, low, medium or high",
+        })?,
+        rule: v.req_str("rule")?.to_owned(),
+        app: v.opt_str("app")?.map(str::to_owned),
+        remote: v.opt_str("remote")?.map(str::to_owned),
+        reason: v.req_str("reason")?.to_owned(),
+        json: line.to_owned(),
+    })
 }
 
 fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
@@ -302,11 +344,15 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
         Ok(a) => a,
         Err((code, msg)) => return refuse(tls, code, msg),
     };
+    let last_seq = match sh.store.with(|st| st.source_seq(agent.device)) {
+        Ok(n) => n,
+        Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("record store: {e:#}")),
+    };
     frame::write_frame(
         tls,
         &Frame::Welcome {
             device: agent.device.0,
-            last_seq: agent.last_seq,
+            last_seq,
         },
     )?;
     loop {
@@ -330,21 +376,21 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
         if let Err((code, msg)) = admit(sh, key_id)? {
             return refuse(tls, code, msg);
         }
-        let n = match check_records(&records) {
-            Ok(n) => n,
+        let (batch, skipped) = match parse_batch(agent.device, seq, &records) {
+            Ok(b) => b,
             Err(why) => return refuse(tls, ErrorCode::BadRecords, &why),
         };
-        let committed = sh.db.lock().unwrap_or_else(|e| e.into_inner()).commit_batch(
-            agent.device,
-            seq,
-            &records,
-            n,
-            now_ns(),
-        );
-        let status = match committed {
-            Ok(Commit::Stored { .. }) => AckStatus::Stored,
-            Ok(Commit::Duplicate) => AckStatus::Duplicate,
-            Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("could not commit: {e}")),
+        drop(records);
+        if skipped > 0 {
+            eprintln!(
+                "netvigil server: device {}: batch {seq}: {skipped} records of types this server does not know were skipped",
+                agent.device.0
+            );
+        }
+        let status = match sh.store.write(batch) {
+            Ok(w) if w.duplicate => AckStatus::Duplicate,
+            Ok(_) => AckStatus::Stored,
+            Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("could not commit: {e:#}")),
         };
         frame::write_frame(tls, &Frame::Ack { seq, status })?;
     }

@@ -38,15 +38,29 @@ fn token(dir: &Path, ttl_ns: i64) -> String {
 
 const HOUR: i64 = 3_600_000_000_000;
 
+/// Flow record `i` as an agent sends it (one JSON line, no newline).
 fn rec(i: usize) -> String {
-    format!("{{\"type\":\"flow\",\"v\":1,\"id\":{i}}}")
+    let mut s = String::new();
+    store::sqlite::testdata::flows(i as u64, 1, 1_763_780_400_000_000_000, 1_000_000_000)[0]
+        .write_json(&mut s);
+    s
+}
+
+/// The flow records the server's store holds for `device`, in flow id order, as JSON lines.
+fn stored_in(target: &Target, device: u32) -> Vec<String> {
+    let mut st = super::db::open_store(target).unwrap();
+    let mut flows = st
+        .flows(&store::Query {
+            device: Some(store::DeviceId(device)),
+            ..store::Query::default()
+        })
+        .unwrap();
+    flows.sort_by_key(|f| f.flow_id);
+    flows.into_iter().map(|f| f.json).collect()
 }
 
 fn stored(dir: &Path, device: u32) -> Vec<String> {
-    FleetDb::open_dir(dir)
-        .unwrap()
-        .records(store::DeviceId(device))
-        .unwrap()
+    stored_in(&Target::Dir(dir.to_path_buf()), device)
 }
 
 /// A session for an enrolled identity: Hello, then the server's answer.
@@ -108,7 +122,7 @@ fn an_expired_token_is_refused() {
         .unwrap();
     let err = agent::enroll(&ad.0, &s.local_addr().to_string(), &t, s.fingerprint(), "x").unwrap_err();
     assert!(format!("{err:#}").contains("expired"), "{err:#}");
-    assert!(FleetDb::open_dir(&sd.0).unwrap().agents().unwrap().is_empty());
+    nothing_stored(&sd.0);
 }
 
 #[test]
@@ -136,6 +150,7 @@ fn unknown_and_revoked_keys_are_refused_and_store_nothing() {
         },
     );
     assert!(frame::read_frame(&mut c).is_err());
+    nothing_stored(&sd.0);
 
     let e = agent::enroll(
         &ad.0,
@@ -269,6 +284,18 @@ fn a_client_without_certificate_or_with_tls12_only_is_refused() {
         .with_no_client_auth();
     let err = handshake(no_cert).unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    nothing_stored(&sd.0);
+}
+
+/// No agent, no record, no batch sequence number anywhere.
+fn nothing_stored(dir: &Path) {
+    assert!(FleetDb::open_dir(dir).unwrap().agents().unwrap().is_empty());
+    let mut st = super::db::open_store(&Target::Dir(dir.to_path_buf())).unwrap();
+    assert!(st.flows(&store::Query::default()).unwrap().is_empty());
+    assert!(st.events(&store::Query::default()).unwrap().is_empty());
+    for d in 0..4 {
+        assert_eq!(st.source_seq(store::DeviceId(d)).unwrap(), 0);
+    }
 }
 
 #[test]
@@ -447,18 +474,8 @@ fn a_full_spool_drops_the_oldest_batches_and_counts_them() {
     up.push(rec(99));
     let st = up.close(Duration::from_secs(5));
     assert_eq!(st.spooled_batches, 0);
-    let mut db = FleetDb::open_dir(&sd.0).unwrap();
-    assert_eq!(
-        db.agent_by_key(
-            &Identity::load_or_create(&agent::agent_dir(&ad.0), "x")
-                .unwrap()
-                .key_id()
-        )
-        .unwrap()
-        .unwrap()
-        .last_seq,
-        6
-    );
+    let agents = super::db::agents_with_last_batch(&Target::Dir(sd.0.clone())).unwrap();
+    assert_eq!(agents[0].last_seq, 6);
     assert_eq!(stored(&sd.0, e.device).len(), 31);
     drop(s);
 }
@@ -540,10 +557,7 @@ fn postgres_two_servers_share_one_database_and_store_each_batch_once() {
         }
     );
     let mut fdb = FleetDb::open(&target).unwrap();
-    assert_eq!(
-        fdb.records(store::DeviceId(e.device)).unwrap(),
-        vec![rec(1), rec(2), rec(3)]
-    );
+    assert_eq!(stored_in(&target, e.device), vec![rec(1), rec(2), rec(3)]);
     assert!(fdb.revoke(e.device, server::now_ns()).unwrap());
     let (_, f) = hello(&a, &id);
     assert!(
@@ -602,4 +616,191 @@ fn an_agent_that_lost_its_spool_state_is_not_taken_for_a_duplicate() {
     let st = up.close(Duration::from_secs(1));
     assert_eq!(st.duplicates, 0);
     assert_eq!(stored(&sd.0, e.device), (0..25).map(rec).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_batch_body_is_read_into_records_and_alerts_and_bad_lines_are_named() {
+    let alert = r#"{"type":"alert","v":1,"id":"00ff","ts":"2025-11-22T03:00:00.000000Z","severity":"high","rule":"red_flag","app":"curl","remote":"example.com","port":443,"bytes":null,"score":7,"reason":"curl scored 7."}"#;
+    let body = format!(
+        "{}\n{alert}\n{{\"type\":\"lan_device\",\"v\":1}}\n{}\n",
+        rec(1),
+        rec(2)
+    );
+    let (b, skipped) = server::parse_batch(store::DeviceId(4), 9, &body).unwrap();
+    assert_eq!((b.records.len(), b.alerts.len(), skipped), (2, 1, 1));
+    assert_eq!(b.source, Some((store::DeviceId(4), 9)));
+    assert_eq!(b.alerts[0].severity, store::Severity::High);
+    assert_eq!(b.alerts[0].json, alert);
+    let mut line = String::new();
+    b.records[1].write_json(&mut line);
+    assert_eq!(line, rec(2));
+    let bad = format!("{}\n{{\"type\":\"flow\",\"v\":1,\"id\":-3}}\n", rec(1));
+    let err = server::parse_batch(store::DeviceId(4), 9, &bad).unwrap_err();
+    assert!(err.starts_with("record 2: field \"id\""), "{err}");
+    let err = server::parse_batch(store::DeviceId(4), 9, "{\"v\":1}\n").unwrap_err();
+    assert!(err.contains("\"type\""), "{err}");
+}
+
+/// CPU seconds (user + system) of process `pid` ("self" or a number), from /proc.
+fn cpu_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Benchmark (`scripts/fleet-ingest-bench.sh`): records per second the fleet server takes from
+/// 20 agents into PostgreSQL. The agents are threads of this process speaking the real protocol
+/// (`agent::connect`: TLS 1.3 with their own enrolled keys; `Batch` frames of 1,000 flow
+/// records, each waiting for its `Ack`, as `Uplink` does); the server is `Server` with
+/// `--db postgres://...` on a PostgreSQL the benchmark starts (as `cargo bench -p store --bench
+/// pg_insert` does: fsync on, `max_wal_size=4GB`, `shared_buffers=256MB`). The clock runs
+/// from the first batch sent to the last ack; then every record is counted in the database.
+/// `NV_BENCH_FLOWS` (default 1,000,000), `NV_BENCH_RUNS` (default 3).
+#[test]
+#[ignore = "benchmark: scripts/fleet-ingest-bench.sh (minutes of CPU)"]
+fn bench_fleet_ingest_from_20_agents_into_postgres() {
+    const AGENTS: usize = 20;
+    const PER_BATCH: usize = 1000;
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let total = env("NV_BENCH_FLOWS", 1_000_000).div_ceil(AGENTS * PER_BATCH) * AGENTS * PER_BATCH;
+    let runs = env("NV_BENCH_RUNS", 3).max(1);
+    let pg = pg_server::PgServer::start(&[("max_wal_size", "4GB"), ("shared_buffers", "256MB")])
+        .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+    // Each agent's batches, made before the clock starts: agent a sends flows with ids
+    // a*10^9.., one every 2 ms of its own clock.
+    let t = Instant::now();
+    let per_agent = total / AGENTS;
+    let bodies: Vec<Vec<String>> = (0..AGENTS)
+        .map(|a| {
+            (0..per_agent / PER_BATCH)
+                .map(|b| {
+                    let first = a as u64 * 1_000_000_000 + (b * PER_BATCH) as u64;
+                    let mut body = String::with_capacity(PER_BATCH * 700);
+                    for r in store::sqlite::testdata::flows(
+                        first,
+                        PER_BATCH as u64,
+                        1_763_780_400_000_000_000 + (b * PER_BATCH) as i64 * 2_000_000,
+                        2_000_000,
+                    ) {
+                        r.write_json(&mut body);
+                        body.push('\n');
+                    }
+                    body
+                })
+                .collect()
+        })
+        .collect();
+    eprintln!(
+        "fleet ingest: {total} flow records, {AGENTS} agents x {} batches of {PER_BATCH}, made in {:.1} s ({:.0} bytes a record)",
+        per_agent / PER_BATCH,
+        t.elapsed().as_secs_f64(),
+        bodies[0][0].len() as f64 / PER_BATCH as f64
+    );
+    let mut rates = Vec::new();
+    for run in 0..runs {
+        let db = pg.create_db(&format!("fleet_bench_{run}"));
+        let target = Target::Postgres(db.url());
+        let sd = tmp("bench-srv");
+        let s = Server::start(&sd.0, &target, loopback()).unwrap();
+        let mut fdb = FleetDb::open(&target).unwrap();
+        let now = server::now_ns();
+        let ids: Vec<(Identity, Tmp)> = (0..AGENTS)
+            .map(|i| {
+                let ad = tmp(&format!("bench-agent{i}"));
+                let t = fdb.create_token(now, now + HOUR).unwrap();
+                agent::enroll(
+                    &ad.0,
+                    &s.local_addr().to_string(),
+                    &t,
+                    s.fingerprint(),
+                    &format!("a{i}"),
+                )
+                .unwrap();
+                (
+                    Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap(),
+                    ad,
+                )
+            })
+            .collect();
+        let mut admin = db.client();
+        let backends = |c: &mut postgres::Client| -> Vec<String> {
+            c.query(
+                "SELECT pid::text FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        // Connect every agent (Hello/Welcome) before the clock starts.
+        let mut conns: Vec<agent::Conn> = ids
+            .iter()
+            .map(|(id, _)| {
+                let (c, f) = hello(&s, id);
+                assert!(matches!(f, Frame::Welcome { last_seq: 0, .. }), "{f:?}");
+                c
+            })
+            .collect();
+        let cpu0 = cpu_of("self");
+        let pids0 = backends(&mut admin);
+        let srv0: f64 = pids0.iter().map(|p| cpu_of(p)).sum();
+        let t = Instant::now();
+        std::thread::scope(|sc| {
+            for (c, batches) in conns.iter_mut().zip(&bodies) {
+                sc.spawn(move || {
+                    for (i, body) in batches.iter().enumerate() {
+                        let seq = i as u64 + 1;
+                        frame::write_frame(
+                            c,
+                            &Frame::Batch {
+                                seq,
+                                records: body.clone(),
+                            },
+                        )
+                        .unwrap();
+                        match frame::read_frame(c).unwrap() {
+                            Frame::Ack {
+                                seq: s,
+                                status: AckStatus::Stored,
+                            } if s == seq => {}
+                            other => panic!("batch {seq}: {other:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let cpu_proc = cpu_of("self") - cpu0;
+        let pids = backends(&mut admin);
+        let srv: f64 = pids.iter().map(|p| cpu_of(p)).sum::<f64>() - srv0;
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM netvigil.flows", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n as usize, total, "every record stored once");
+        let rate = total as f64 / secs;
+        rates.push(rate);
+        println!(
+            "run {}: {total} records in {secs:.2} s = {rate:.0} records/s; CPU per million records: \
+             fleet server + agents {:.1} s, PostgreSQL {:.1} s ({} backends); load {}",
+            run + 1,
+            cpu_proc * 1e6 / total as f64,
+            srv * 1e6 / total as f64,
+            pids.len(),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        drop(conns);
+        s.stop();
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "fleet ingest: median {:.0} records/s, best {:.0} over {runs} runs of {total} records from {AGENTS} agents",
+        rates[rates.len() / 2],
+        rates[rates.len() - 1]
+    );
 }

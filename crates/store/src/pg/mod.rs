@@ -312,6 +312,10 @@ impl Backend for PgStore {
         write::write_batch(self, batch)
     }
 
+    fn write_batches(&mut self, batches: &[Batch]) -> Result<Vec<Written>, StoreError> {
+        write::write_batches(self, batches)
+    }
+
     fn flows(&mut self, q: &Query) -> Result<Vec<StoredFlow>, StoreError> {
         query::flows(self, q)
     }
@@ -350,6 +354,18 @@ impl Backend for PgStore {
             )
             .map_err(|e| self.db("saving state", &e))?;
         Ok(())
+    }
+
+    fn source_seq(&mut self, device: DeviceId) -> Result<u64, StoreError> {
+        let d = i64::from(device.0);
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(max(seq), 0) FROM netvigil.batch_sources WHERE device = $1",
+                &[&d],
+            )
+            .map_err(|e| self.db("reading batch sequence numbers", &e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

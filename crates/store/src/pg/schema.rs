@@ -11,7 +11,7 @@ use super::{LOCK_MIGRATE, pg_error};
 use crate::model::StoreError;
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One table split in time: everything but the `PARTITION BY` clause.
 const FLOWS: &str = "CREATE TABLE netvigil.flows (
@@ -102,6 +102,17 @@ COMMENT ON TABLE netvigil.rollups_minute IS 'partial sums per (bucket, device, a
 COMMENT ON TABLE netvigil.rollups_hour IS 'as rollups_minute, per hour';
 ";
 
+/// Version 3: the fleet server's exactly-once record of agent batches (`Batch::source`): one
+/// row per (device, sequence number), inserted in the batch's own transaction.
+const V3: &str = "
+CREATE TABLE netvigil.batch_sources (
+    device   bigint      NOT NULL,
+    seq      bigint      NOT NULL,
+    received timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device, seq)
+);
+";
+
 const SMALL_TABLES: &str = "
 CREATE TABLE netvigil.meta (
     key   text PRIMARY KEY,
@@ -188,6 +199,7 @@ fn migration(version: u32, layout: Layout) -> String {
             ));
             sql
         }
+        3 => V3.to_string(),
         2 => V2.to_string(),
         _ => String::new(),
     }
@@ -196,6 +208,7 @@ fn migration(version: u32, layout: Layout) -> String {
 const DESCRIPTIONS: [&str; SCHEMA_VERSION as usize] = [
     "flows, events (split by day), alerts, samples, rollups, state, strings",
     "BRIN time and GIN key indexes; rollups as partial sums (issue 6 write rate)",
+    "batch_sources: fleet agent batches stored exactly once",
 ];
 
 /// Applies pending migrations and returns the layout of the time-split tables.

@@ -189,9 +189,34 @@ enum Fail {
 }
 
 pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, StoreError> {
-    if batch.is_empty() {
-        return Ok(Written::default());
+    let mut w = write_batches(s, std::slice::from_ref(batch))?;
+    Ok(w.pop().unwrap_or_default())
+}
+
+/// What writing one batch needs besides the batch: its rows and names, sealed samples, days.
+struct Prepared<'a> {
+    batch: &'a Batch,
+    sealed: Vec<([u8; NONCE_LEN], Vec<u8>)>,
+    flows: Vec<(&'a FlowRecord, FlowStrings<'a>, usize)>,
+    events: Vec<(EventRow<'a>, usize)>,
+    days: BTreeSet<(Table, i64)>,
+    /// The one day all flows fall in, when they do (day-partition layout).
+    flow_day: Option<i64>,
+}
+
+impl Prepared<'_> {
+    fn rows(&self) -> Rows<'_, '_> {
+        Rows {
+            batch: self.batch,
+            flow_day: self.flow_day,
+            flows: &self.flows,
+            events: &self.events,
+            sealed: &self.sealed,
+        }
     }
+}
+
+fn prepare<'a>(s: &PgStore, batch: &'a Batch) -> Result<Prepared<'a>, StoreError> {
     // Seal samples first: nothing in clear ever goes on the wire to the server.
     let sealed: Vec<([u8; NONCE_LEN], Vec<u8>)> = if batch.samples.is_empty() {
         Vec::new()
@@ -260,18 +285,48 @@ pub(crate) fn write_batch(s: &mut PgStore, batch: &Batch) -> Result<Written, Sto
         (Layout::DayPartitions, 1) => flows.first().map(|(f, _, _)| partition::day_of(f.start)),
         _ => None,
     };
-    let rows = Rows {
+    Ok(Prepared {
         batch,
+        sealed,
+        flows,
+        events,
+        days,
         flow_day,
-        flows: &flows,
-        events: &events,
-        sealed: &sealed,
-    };
+    })
+}
+
+/// Writes several batches in ONE transaction (one commit, one WAL flush): the fleet server
+/// groups the batches its agents sent meanwhile. Each batch keeps its own device and source; a
+/// batch whose source is already stored (or appears earlier in `batches`) is skipped and
+/// reported as a duplicate, the others are written. One `Written` per batch, in order.
+pub(crate) fn write_batches(s: &mut PgStore, batches: &[Batch]) -> Result<Vec<Written>, StoreError> {
+    let todo: Vec<&Batch> = batches
+        .iter()
+        .filter(|b| !(b.is_empty() && b.source.is_none()))
+        .collect();
+    if todo.is_empty() {
+        return Ok(vec![Written::default(); batches.len()]);
+    }
+    let prepared: Vec<Prepared<'_>> = todo.iter().map(|b| prepare(s, b)).collect::<Result<_, _>>()?;
+    let days: BTreeSet<(Table, i64)> = prepared.iter().flat_map(|p| p.days.iter().copied()).collect();
     let mut last = None;
     for _attempt in 0..3 {
         ensure_partitions(s, &days)?;
-        match attempt(s, &rows) {
-            Ok(w) => return Ok(w),
+        match attempt(s, &prepared) {
+            Ok(written) => {
+                // Back in the caller's order, empty unsourced batches included.
+                let mut it = written.into_iter();
+                return Ok(batches
+                    .iter()
+                    .map(|b| {
+                        if b.is_empty() && b.source.is_none() {
+                            Written::default()
+                        } else {
+                            it.next().unwrap_or_default()
+                        }
+                    })
+                    .collect());
+            }
             Err(Fail::MissingPartition) => {
                 s.load_partitions()?;
                 last = Some("a day partition was dropped while this batch was written");
@@ -312,7 +367,7 @@ fn ensure_partitions(s: &mut PgStore, days: &BTreeSet<(Table, i64)>) -> Result<(
     Ok(())
 }
 
-fn attempt(s: &mut PgStore, rows: &Rows<'_, '_>) -> Result<Written, Fail> {
+fn attempt(s: &mut PgStore, batches: &[Prepared<'_>]) -> Result<Vec<Written>, Fail> {
     let server = s.server.clone();
     let err = |doing: &'static str| {
         let server = server.clone();
@@ -346,10 +401,40 @@ fn attempt(s: &mut PgStore, rows: &Rows<'_, '_>) -> Result<Written, Fail> {
             s.strings.clear();
             s.strings_epoch = epoch;
         }
-        interned = intern(&mut tx, &mut s.strings, rows).map_err(err("interning strings"))?;
-        let w = copy_rows(&mut tx, &s.strings, rows).map_err(err("copying records"))?;
+        // Every source first, then every name (each set sorted: two writers never wait on each
+        // other in opposite orders), then the rows of the batches not stored yet.
+        let mut fresh = Vec::with_capacity(batches.len());
+        for p in batches {
+            if let Some((d, seq)) = p.batch.source {
+                let (d, seq) = (i64::from(d.0), i64::try_from(seq).unwrap_or(i64::MAX));
+                // Two servers writing the same source: the second waits on the key until the
+                // first commits (then finds it) or rolls back (then takes it).
+                let new = tx
+                    .execute(
+                        "INSERT INTO netvigil.batch_sources (device, seq) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                        &[&d, &seq],
+                    )
+                    .map_err(err("recording the batch's source"))?;
+                fresh.push(new != 0);
+            } else {
+                fresh.push(true);
+            }
+        }
+        interned = intern(&mut tx, &mut s.strings, batches).map_err(err("interning strings"))?;
+        let mut out = Vec::with_capacity(batches.len());
+        for (p, fresh) in batches.iter().zip(fresh) {
+            if !fresh {
+                out.push(Written {
+                    duplicate: true,
+                    ..Written::default()
+                });
+                continue;
+            }
+            out.push(copy_rows(&mut tx, &s.strings, &p.rows()).map_err(err("copying records"))?);
+        }
         tx.commit().map_err(err("committing a batch"))?;
-        Ok(w)
+        Ok(out)
     })();
     if r.is_err() && interned {
         // Ids learned in a transaction that rolled back may not exist.
@@ -363,20 +448,22 @@ fn attempt(s: &mut PgStore, rows: &Rows<'_, '_>) -> Result<Written, Fail> {
 fn intern<'r>(
     tx: &mut Transaction<'_>,
     cache: &mut HashMap<String, i32>,
-    rows: &'r Rows<'r, '_>,
+    batches: &'r [Prepared<'r>],
 ) -> Result<bool, postgres::Error> {
     let mut missing: BTreeSet<&'r str> = BTreeSet::new();
-    for (_, fs, _) in rows.flows {
-        for v in fs.s.iter().flatten().chain(std::iter::once(&fs.remote)) {
-            if !cache.contains_key(v.as_ref()) {
-                missing.insert(v.as_ref());
+    for rows in batches {
+        for (_, fs, _) in &rows.flows {
+            for v in fs.s.iter().flatten().chain(std::iter::once(&fs.remote)) {
+                if !cache.contains_key(v.as_ref()) {
+                    missing.insert(v.as_ref());
+                }
             }
         }
-    }
-    for (e, _) in rows.events {
-        for v in [&e.app, &e.domain].into_iter().flatten() {
-            if !cache.contains_key(v.as_ref()) {
-                missing.insert(v.as_ref());
+        for (e, _) in &rows.events {
+            for v in [&e.app, &e.domain].into_iter().flatten() {
+                if !cache.contains_key(v.as_ref()) {
+                    missing.insert(v.as_ref());
+                }
             }
         }
     }

@@ -23,8 +23,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::crypto::SampleKey;
 use crate::model::{
-    AlertRow, Backend, Batch, Purge, Query, Removed, Retention, Rollup, RollupGrain, Sample, StoreError,
-    StoredFlow, Written,
+    AlertRow, Backend, Batch, DeviceId, Purge, Query, Removed, Retention, Rollup, RollupGrain, Sample,
+    StoreError, StoredFlow, Written,
 };
 
 /// File name of the database in the data directory.
@@ -396,6 +396,17 @@ impl Backend for SqliteStore {
             .and_then(|mut s| s.execute(rusqlite::params![key, value]))
             .map(drop)
             .map_err(|e| db_err("saving state", e, &self.path))
+    }
+
+    fn source_seq(&mut self, device: DeviceId) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(seq), 0) FROM batch_sources WHERE device = ?1",
+                [device.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| db_err("reading batch sequence numbers", e, &self.path))
     }
 
     fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -9,10 +9,10 @@
 pub const APPLICATION_ID: i32 = 0x4E56_474C;
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 3;
 
 /// Migration `n` is `MIGRATIONS[n - 1]`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: raw records, alerts, samples, processes, state.
 const V1: &str = r#"
@@ -105,6 +105,16 @@ CREATE TABLE state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+"#;
+
+/// Version 3: the fleet server's exactly-once record of agent batches (`Batch::source`), one
+/// row per (device, sequence number) written in the batch's own transaction.
+const V3: &str = r#"
+CREATE TABLE batch_sources (
+    device INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
 "#;
 
 /// Version 2: the dashboard's indexes and the per-minute and per-hour rollups (filled from the

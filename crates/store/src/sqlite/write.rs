@@ -233,6 +233,20 @@ pub(crate) fn write_batch(
     batch: &Batch,
 ) -> Result<Written, WriteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some((d, seq)) = batch.source {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let new = tx.execute(
+            "INSERT INTO batch_sources (device, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            rusqlite::params![d.0, seq],
+        )?;
+        if new == 0 {
+            // Already stored: the transaction rolls back untouched.
+            return Ok(Written {
+                duplicate: true,
+                ..Written::default()
+            });
+        }
+    }
     cache.sync_generation(&tx)?;
     let mut w = Written::default();
     let mut acc = RollupAcc::default();

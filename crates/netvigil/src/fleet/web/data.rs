@@ -29,7 +29,7 @@ const MAX_PLACES: usize = 100_000;
 /// Where the records are.
 #[derive(Clone, Debug)]
 pub enum StoreTarget {
-    /// A SQLite store file (`netvigil.db`).
+    /// A SQLite store file (`fleet-records.db` in the server's data directory).
     Sqlite(PathBuf),
     /// A PostgreSQL URL.
     Postgres(String),

@@ -58,7 +58,7 @@ pub struct WebOptions {
 impl WebOptions {
     /// Defaults for a server whose data directory is `data_dir`: the certificate given, or the
     /// one in `DATA_DIR/fleet-web/` (made on first run for `localhost`, `127.0.0.1`, `::1` and
-    /// this machine's host name), the records store next to it (SQLite `netvigil.db`, or
+    /// this machine's host name), the records store next to it (SQLite `fleet-records.db`, where the agent listener writes, or
     /// PostgreSQL when `db_url` is given), place databases found in the usual folders.
     pub fn new(
         addr: SocketAddr,
@@ -89,7 +89,7 @@ impl WebOptions {
                 crate::fleet::db::Target::Postgres(u.to_string()),
             ),
             None => (
-                StoreTarget::Sqlite(data_dir.join(store::sqlite::DB_FILE)),
+                StoreTarget::Sqlite(data_dir.join(crate::fleet::db::RECORDS_FILE)),
                 crate::fleet::db::Target::Dir(data_dir.to_path_buf()),
             ),
         };

@@ -81,7 +81,7 @@ pub(super) struct Fleet {
 pub(super) fn fleet() -> Fleet {
     let dir = temp_dir("data");
     let mut st = store::SqliteStore::open_dir(&dir).unwrap();
-    let store_target = super::StoreTarget::Sqlite(dir.join(store::sqlite::DB_FILE));
+    let store_target = super::StoreTarget::Sqlite(dir.join(crate::fleet::db::RECORDS_FILE));
     fill(dir.clone(), Target::Dir(dir), store_target, &mut st)
 }
 
@@ -156,6 +156,7 @@ fn fill(
             records: recs,
             alerts,
             samples: Vec::new(),
+            source: None,
         })
         .unwrap();
     }
