@@ -80,9 +80,10 @@ pub(super) struct Fleet {
 /// [`fill`] with the fleet tables and records in SQLite files in a new data directory.
 pub(super) fn fleet() -> Fleet {
     let dir = temp_dir("data");
-    let mut st = store::SqliteStore::open_dir(&dir).unwrap();
+    // The records file the server's agent listener writes (fleet::db::open_store).
+    let mut st = crate::fleet::db::open_store(&Target::Dir(dir.clone())).unwrap();
     let store_target = super::StoreTarget::Sqlite(dir.join(crate::fleet::db::RECORDS_FILE));
-    fill(dir.clone(), Target::Dir(dir), store_target, &mut st)
+    fill(dir.clone(), Target::Dir(dir), store_target, st.as_mut())
 }
 
 /// Enrolls four devices in the fleet tables (the fourth revoked), writes their records into
