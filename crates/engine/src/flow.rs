@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::Record;
 use crate::dissect::Dissect;
@@ -160,6 +161,9 @@ pub struct Flow {
     pub dissect: Option<Box<Dissect>>,
     /// Inspection is over: the flow is only counted from now on.
     pub inspected: bool,
+    /// The network interface the flow was first seen on (an index named with
+    /// [`FlowTable::set_iface_name`]); 0 = unknown.
+    iface: u32,
 }
 
 impl Flow {
@@ -180,6 +184,14 @@ impl Flow {
     }
     pub fn start(&self) -> Nanos {
         self.first
+    }
+    /// The interface index the flow was first seen on; 0 = unknown.
+    pub fn iface(&self) -> u32 {
+        self.iface
+    }
+    /// Sets the interface the flow was first seen on (see [`FlowTable::set_iface_name`]).
+    pub fn set_iface(&mut self, index: u32) {
+        self.iface = index;
     }
     /// The initial sequence number of the side that sends `from_client`'s direction.
     pub fn isn(&self, from_client: bool) -> Option<u32> {
@@ -228,6 +240,8 @@ pub struct FlowTable<S = foldhash::fast::RandomState> {
     /// The latest timestamp seen: expiry runs on it, so time never goes backwards.
     now: Nanos,
     last_sweep: Nanos,
+    /// Interface names by index, for the `iface` of flow records (a handful of entries).
+    iface_names: HashMap<u32, Arc<str>>,
 }
 
 impl FlowTable {
@@ -251,7 +265,21 @@ impl<S: BuildHasher> FlowTable<S> {
             counters: FlowCounters::default(),
             now: i64::MIN,
             last_sweep: i64::MIN,
+            iface_names: HashMap::default(),
         }
+    }
+
+    /// Names interface `index` (e.g. a Linux ifindex; not 0): the records of flows first seen
+    /// on it carry `name` as their `iface`.
+    pub fn set_iface_name(&mut self, index: u32, name: &str) {
+        if index != 0 && self.iface_names.get(&index).is_none_or(|n| &**n != name) {
+            self.iface_names.insert(index, Arc::from(name));
+        }
+    }
+
+    /// The name given to interface `index`, if any.
+    pub fn iface_name(&self, index: u32) -> Option<&Arc<str>> {
+        self.iface_names.get(&index)
     }
 
     pub fn counters(&self) -> FlowCounters {
@@ -374,6 +402,7 @@ impl<S: BuildHasher> FlowTable<S> {
             app: AppInfo::default(),
             dissect: None,
             inspected: false,
+            iface: 0,
         };
         self.next_id += 1;
         let idx = match self.free.pop() {
@@ -469,6 +498,10 @@ impl<S: BuildHasher> FlowTable<S> {
             app: std::mem::take(&mut f.app),
             process: None,
             device: None,
+            iface: match f.iface {
+                0 => None,
+                i => self.iface_names.get(&i).cloned(),
+            },
         }));
     }
 

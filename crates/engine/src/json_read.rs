@@ -701,6 +701,10 @@ impl Record {
     }
 }
 
+/// The longest flow `iface` read back (Linux names have at most 15 bytes; other systems'
+/// friendly names are longer).
+pub const MAX_IFACE_LEN: usize = 64;
+
 impl FlowRecord {
     /// Reads a `flow` object (see [`FlowRecord::write_json`]).
     pub fn from_value(o: &Value<'_>) -> Result<FlowRecord, ReadError> {
@@ -795,6 +799,16 @@ impl FlowRecord {
                 Some(d) => Some(Box::new(
                     FlowDevice::from_value(d).map_err(|e| e.within("device"))?,
                 )),
+            },
+            iface: match o.opt_str("iface")? {
+                None => None,
+                Some(i) if i.is_empty() || i.len() > MAX_IFACE_LEN => {
+                    return Err(ReadError::new(
+                        "iface",
+                        "expected an interface name of 1 to 64 bytes",
+                    ));
+                }
+                Some(i) => Some(std::sync::Arc::from(i)),
             },
         })
     }

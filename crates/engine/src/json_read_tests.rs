@@ -122,6 +122,7 @@ fn flow() -> impl Strategy<Value = FlowRecord> {
             proptest::option::of((text(), 0..4usize)),
             proptest::option::of(process()),
             proptest::option::of(flow_device()),
+            proptest::option::of(iface()),
         ),
     )
         .prop_map(
@@ -129,7 +130,7 @@ fn flow() -> impl Strategy<Value = FlowRecord> {
                 (id, start, end, proto, client, server),
                 (vlan, cb, st, eb),
                 (to_server, to_client),
-                (app, port, dom, process, device),
+                (app, port, dom, process, device, iface),
             )| {
                 let client_by = [
                     ClientBy::Syn,
@@ -178,9 +179,29 @@ fn flow() -> impl Strategy<Value = FlowRecord> {
                     },
                     process: process.map(Box::new),
                     device: device.map(Box::new),
+                    iface: iface.map(std::sync::Arc::from),
                 }
             },
         )
+}
+
+/// An interface name as a flow may carry: 1 to [`crate::json_read::MAX_IFACE_LEN`] bytes,
+/// with quotes, backslashes and control characters mixed in.
+fn iface() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("eth0".to_string()),
+        Just("wlan0".to_string()),
+        text().prop_map(|s| {
+            let mut out = String::new();
+            for c in s.chars() {
+                if out.len() + c.len_utf8() > crate::json_read::MAX_IFACE_LEN {
+                    break;
+                }
+                out.push(c);
+            }
+            if out.is_empty() { "br0".to_string() } else { out }
+        }),
+    ]
 }
 
 fn flow_device() -> impl Strategy<Value = crate::lan::FlowDevice> {

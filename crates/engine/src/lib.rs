@@ -209,6 +209,8 @@ pub struct Engine {
     frame_addrs: Option<lan::FrameAddrs>,
     /// The LAN device of each live flow that has one: (MAC, device is the client).
     flow_devices: HashMap<u64, (lan::Mac, bool)>,
+    /// The interface index of the frame being ingested ([`Engine::ingest_on`]); 0 = unknown.
+    frame_iface: u32,
 }
 
 impl Engine {
@@ -227,6 +229,7 @@ impl Engine {
             lan: cfg.lan.map(lan::LanTracker::new),
             frame_addrs: None,
             flow_devices: HashMap::new(),
+            frame_iface: 0,
         }
     }
 
@@ -245,6 +248,28 @@ impl Engine {
     /// Forgets every sample not taken yet.
     pub fn clear_samples(&mut self) {
         self.samples.clear();
+    }
+
+    /// Names network interface `index` (a Linux ifindex, or any number but 0 the caller
+    /// chooses): flows first seen on frames given to [`Engine::ingest_on`] with that index carry
+    /// `name` as their `iface`. Naming an index again replaces the name for flows that end
+    /// afterwards.
+    pub fn set_iface_name(&mut self, index: u32, name: &str) {
+        self.flows.set_iface_name(index, name);
+    }
+
+    /// The name given to interface `index` with [`Engine::set_iface_name`].
+    pub fn iface_name(&self, index: u32) -> Option<&str> {
+        self.flows.iface_name(index).map(|n| &**n)
+    }
+
+    /// [`Engine::ingest`] for a frame captured on interface `iface` (an index named with
+    /// [`Engine::set_iface_name`]; 0 = unknown): a flow this frame creates records it. The
+    /// interface of a flow is the one it was first seen on; later frames do not change it.
+    pub fn ingest_on(&mut self, f: &Frame<'_>, iface: u32, out: &mut Vec<Record>) {
+        self.frame_iface = iface;
+        self.ingest(f, out);
+        self.frame_iface = 0;
     }
 
     /// Accounts one frame; records of flows that ended go to `out`.
@@ -391,6 +416,7 @@ impl Engine {
         let touched = self.flows.packet(&meta, &mut self.buf);
         let flow = self.flows.flow_mut(touched.idx);
         if touched.created {
+            flow.set_iface(self.frame_iface);
             if let Some(name) = self.dissector.cache.lookup(&flow.server().ip, ts) {
                 flow.app.set_domain(name, DomainSource::Dns);
             }

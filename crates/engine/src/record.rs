@@ -197,6 +197,9 @@ pub struct FlowRecord {
     pub process: Option<Box<crate::sockets::ProcessInfo>>,
     /// Gateway mode: the LAN device at the flow's local end.
     pub device: Option<Box<crate::lan::FlowDevice>>,
+    /// Live capture: the network interface the flow was first seen on ("eth0"); `None` for
+    /// capture files and socket-table mode.
+    pub iface: Option<std::sync::Arc<str>>,
 }
 
 impl FlowRecord {
@@ -265,6 +268,10 @@ impl FlowRecord {
                 let _ = write!(out, "\"{}\"", d.as_str());
             }
             None => out.push_str("null"),
+        }
+        if let Some(i) = &self.iface {
+            out.push_str(",\"iface\":");
+            write_json_str(out, i);
         }
         if let Some(p) = &self.process {
             out.push_str(",\"process\":");

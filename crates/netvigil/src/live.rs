@@ -67,9 +67,45 @@ pub fn now_nanos() -> i64 {
 
 struct OwnedFrame {
     ts: i64,
+    /// The interface the frame was captured on (0: unknown).
+    ifindex: u32,
     link: LinkType,
     orig_len: u32,
     data: Vec<u8>,
+}
+
+/// Gives the engine the names of the capture's interfaces: those known when the capture
+/// opened, and any other ifindex looked up once, when its first frame arrives (an interface
+/// that appeared later, with a capture on all interfaces).
+#[derive(Default)]
+struct IfaceNames {
+    looked_up: std::collections::HashSet<u32>,
+    last: u32,
+}
+
+impl IfaceNames {
+    fn ingest(&mut self, engine: &mut Engine, f: &OwnedFrame, out: &mut Vec<Record>) {
+        if f.ifindex != self.last {
+            self.last = f.ifindex;
+            if f.ifindex != 0
+                && self.looked_up.insert(f.ifindex)
+                && engine.iface_name(f.ifindex).is_none()
+                && let Some(name) = os::linux::afpacket::interface_name(f.ifindex)
+            {
+                engine.set_iface_name(f.ifindex, &name);
+            }
+        }
+        engine.ingest_on(
+            &Frame {
+                ts: f.ts,
+                link: f.link,
+                orig_len: f.orig_len,
+                data: &f.data,
+            },
+            f.ifindex,
+            out,
+        );
+    }
 }
 
 /// What the capture thread hands over: frames, and the owners it found for connections this
@@ -641,6 +677,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         _ => None,
     };
     let has_watcher = syn_thread.is_some();
+    let capture_ifaces: Vec<(String, u32)> = capture
+        .as_ref()
+        .map(|c| c.interfaces().into_iter().map(|(n, i, _)| (n, i)).collect())
+        .unwrap_or_default();
     let kernel_drops = Arc::new(AtomicU64::new(0));
     let capture_thread = capture.map(|cap| {
         let dropped = Arc::clone(&dropped_batches);
@@ -672,6 +712,10 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(cfg);
+    for (name, ifindex) in &capture_ifaces {
+        engine.set_iface_name(*ifindex, name);
+    }
+    let mut iface_names = IfaceNames::default();
     let resolver = if opts.rdns {
         match os::rdns::Resolver::new(os::rdns::RdnsConfig::default()) {
             Ok(r) => Some(r),
@@ -837,15 +881,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
                     }
                 }
                 for f in &batch.frames {
-                    engine.ingest(
-                        &Frame {
-                            ts: f.ts,
-                            link: f.link,
-                            orig_len: f.orig_len,
-                            data: &f.data,
-                        },
-                        &mut records,
-                    );
+                    iface_names.ingest(&mut engine, f, &mut records);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -983,15 +1019,7 @@ pub fn run(flags: &RunOptions) -> Result<ExitCode> {
     // thread blocked on a full channel wakes up and ends.
     while let Ok(batch) = rx.try_recv() {
         for f in &batch.frames {
-            engine.ingest(
-                &Frame {
-                    ts: f.ts,
-                    link: f.link,
-                    orig_len: f.orig_len,
-                    data: &f.data,
-                },
-                &mut records,
-            );
+            iface_names.ingest(&mut engine, f, &mut records);
         }
     }
     drop(rx);
@@ -1141,6 +1169,7 @@ fn capture_loop(
             }
             batch.frames.push(OwnedFrame {
                 ts: f.ts_nanos,
+                ifindex: f.ifindex,
                 link: f.link,
                 orig_len: f.orig_len,
                 data: f.data.to_vec(),

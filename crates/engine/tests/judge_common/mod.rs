@@ -199,6 +199,7 @@ pub fn flow(proto: u8, client: &str, server: &str, out: u64, inn: u64) -> FlowRe
         app: AppInfo::default(),
         process: None,
         device: None,
+        iface: None,
     }
 }
 

@@ -81,6 +81,9 @@ pub struct Conn {
     pub app_proto: Option<String>,
     /// Domain from the flow (SNI, Host, DNS answers).
     pub domain: Option<String>,
+    /// The network interface its flow was captured on ("eth0"), once a flow record named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
     /// Reverse DNS: the PTR name.
     pub rdns: Option<String>,
     /// "name", "none" (looked up, no PTR), "pending" or "unknown" (not looked up).
@@ -282,6 +285,9 @@ impl LiveView {
                 conn.bytes_out = conn.bytes_out.saturating_add(s.bytes_out.unwrap_or(0));
                 conn.state = f.state.as_str().to_string();
                 conn.open = false;
+                if let Some(i) = &f.iface {
+                    conn.iface = Some(i.to_string());
+                }
             }
             Record::Connection(c) => {
                 if let Some(t) = c.tcp {
@@ -337,6 +343,7 @@ impl LiveView {
                 service: services.and_then(|s| s.name(pnum, port)).map(str::to_string),
                 app_proto: None,
                 domain: None,
+                iface: None,
                 rdns: None,
                 rdns_state: "unknown",
                 state: String::new(),

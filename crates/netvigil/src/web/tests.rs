@@ -4,6 +4,7 @@
 //! real headless Chromium.
 
 mod browser;
+mod iface;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

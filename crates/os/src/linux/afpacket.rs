@@ -608,6 +608,25 @@ fn lookup_interface(fd: &OwnedFd, name: &str) -> Result<(u32, u16), Option<io::E
     Ok((ifindex, hatype))
 }
 
+/// The name of interface `ifindex` in the calling thread's network namespace
+/// (`if_indextoname(3)`), e.g. for a frame of an [`Interfaces::All`] capture on an interface
+/// that appeared after the capture opened. `None` when no interface has that index (any more).
+pub fn interface_name(ifindex: u32) -> Option<String> {
+    if ifindex == 0 {
+        return None;
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE bytes, the size if_indextoname requires; a null result
+    // (no such interface) is checked before the buffer is read.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success if_indextoname wrote a NUL-terminated name into `buf`.
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// Interfaces of the calling thread's network namespace (netlink, via `if_nameindex(3)`).
 fn namespace_interfaces() -> Vec<(String, u32)> {
     let mut out = Vec::new();
@@ -2165,6 +2184,18 @@ mod tests {
             ]
         );
         assert!(list_interfaces_in(Path::new("/nonexistent/netvigil")).is_empty());
+    }
+
+    #[test]
+    fn interface_names_by_index() {
+        // Every namespace has its loopback; if_nameindex and if_indextoname agree on it.
+        let lo = namespace_interfaces()
+            .into_iter()
+            .find(|(n, _)| n == "lo")
+            .expect("lo in the namespace");
+        assert_eq!(interface_name(lo.1).as_deref(), Some("lo"));
+        assert_eq!(interface_name(0), None);
+        assert_eq!(interface_name(u32::MAX), None);
     }
 
     #[test]

@@ -126,6 +126,7 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
              SELECT app_proto_id FROM flows WHERE app_proto_id IS NOT NULL
              UNION SELECT domain_id FROM flows WHERE domain_id IS NOT NULL
              UNION SELECT app_id FROM flows WHERE app_id IS NOT NULL
+             UNION SELECT iface_id FROM flows WHERE iface_id IS NOT NULL
              UNION SELECT name_id FROM processes
              UNION SELECT exe_id FROM processes WHERE exe_id IS NOT NULL
              UNION SELECT app_id FROM events WHERE app_id IS NOT NULL

@@ -141,8 +141,9 @@ pub(crate) fn flows(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Stored
     let sql = format!(
         "SELECT f.device, f.flow_id, f.start, f.\"end\", f.proto, f.client_ip, f.client_port, \
          f.server_ip, f.server_port, f.vlan, f.bits, ap.s, d.s, a.s, p.pid, e.s, f.process_id, \
-         f.pkts_ts, f.bytes_ts, f.payload_ts, f.pkts_tc, f.bytes_tc, f.payload_tc \
+         f.pkts_ts, f.bytes_ts, f.payload_ts, f.pkts_tc, f.bytes_tc, f.payload_tc, i.s \
          FROM flows f LEFT JOIN strings ap ON ap.id = f.app_proto_id \
+         LEFT JOIN strings i ON i.id = f.iface_id \
          LEFT JOIN strings d ON d.id = f.domain_id LEFT JOIN strings a ON a.id = f.app_id \
          LEFT JOIN processes p ON p.id = f.process_id LEFT JOIN strings e ON e.id = p.exe_id{} \
          ORDER BY f.start DESC, f.id DESC{}",
@@ -177,6 +178,7 @@ pub(crate) fn flows(conn: &Connection, q: &Query) -> rusqlite::Result<Vec<Stored
                 r.get::<_, i64>(21)? as u64,
                 r.get::<_, i64>(22)? as u64,
             ],
+            iface: r.get(23)?,
         };
         let process_id: Option<i64> = r.get(16)?;
         let process = match process_id {
@@ -264,6 +266,7 @@ struct FlowRow {
     exe: Option<String>,
     /// packets, bytes, payload to the server; the same to the client.
     counters: [u64; 6],
+    iface: Option<String>,
 }
 
 impl FlowRow {
@@ -345,6 +348,10 @@ impl FlowRow {
                 let _ = write!(out, "\"{s}\"");
             }
             None => out.push_str("null"),
+        }
+        if let Some(i) = &self.iface {
+            out.push_str(",\"iface\":");
+            write_json_str(out, i);
         }
         if let Some(p) = process {
             out.push_str(",\"process\":");

@@ -9,10 +9,10 @@
 pub const APPLICATION_ID: i32 = 0x4E56_474C;
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 3;
+pub const LATEST: u32 = 4;
 
 /// Migration `n` is `MIGRATIONS[n - 1]`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: raw records, alerts, samples, processes, state.
 const V1: &str = r#"
@@ -115,6 +115,12 @@ CREATE TABLE batch_sources (
     seq    INTEGER NOT NULL,
     PRIMARY KEY (device, seq)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 4: the capture interface of live flows (`FlowRecord::iface`, interned; NULL for
+/// capture files and older rows). Adding a nullable column rewrites nothing.
+const V4: &str = r#"
+ALTER TABLE flows ADD COLUMN iface_id INTEGER;
 "#;
 
 /// Version 2: the dashboard's indexes and the per-minute and per-hour rollups (filled from the

@@ -179,6 +179,7 @@ pub fn flow(i: u64, t0: i64, step: i64) -> FlowRecord {
         },
         process: with_process.then(|| Box::new(process(app_i, r2.is_multiple_of(3)))),
         device: None,
+        iface: None,
     }
 }
 

@@ -333,14 +333,14 @@ pub(crate) fn dir_code(d: SampleDir) -> i64 {
 /// Columns of a flow row, in order.
 const FLOW_COLUMNS: &str = "device, flow_id, start, \"end\", proto, client_ip, client_port, server_ip, \
      server_port, vlan, bits, app_proto_id, domain_id, app_id, process_id, pkts_ts, bytes_ts, payload_ts, \
-     pkts_tc, bytes_tc, payload_tc";
+     pkts_tc, bytes_tc, payload_tc, iface_id";
 
 /// `INSERT INTO flows (...) VALUES (?, ...)`. One row per statement: multi-row VALUES measured
 /// slower (SQLite runs them through a co-routine).
 fn insert_flow_sql() -> String {
     format!(
         "INSERT INTO flows ({FLOW_COLUMNS}) VALUES ({})",
-        vec!["?"; 21].join(", ")
+        vec!["?"; 22].join(", ")
     )
 }
 
@@ -362,10 +362,11 @@ pub(crate) struct FlowRow {
     app: Option<i64>,
     process: Option<i64>,
     counters: [i64; 6],
+    iface: Option<i64>,
 }
 
 impl FlowRow {
-    /// Binds this row's values as parameters 1 to 21.
+    /// Binds this row's values as parameters 1 to 22.
     fn bind(&self, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         stmt.raw_bind_parameter(1, self.device)?;
         stmt.raw_bind_parameter(2, self.flow_id)?;
@@ -385,6 +386,7 @@ impl FlowRow {
         for (i, c) in self.counters.iter().enumerate() {
             stmt.raw_bind_parameter(16 + i, *c)?;
         }
+        stmt.raw_bind_parameter(22, self.iface)?;
         Ok(())
     }
 }
@@ -439,6 +441,10 @@ fn insert_flow(
         Some(d) => d,
         None => cache.ip(tx, f.server.ip)?,
     };
+    let iface = match &f.iface {
+        Some(i) => Some(cache.string(tx, i)?),
+        None => None,
+    };
     let mut client = ([0u8; 16], 0);
     client.1 = ip_bytes(&f.client.ip, &mut client.0);
     let mut server = ([0u8; 16], 0);
@@ -467,6 +473,7 @@ fn insert_flow(
             f.to_client.bytes as i64,
             f.to_client.payload_bytes as i64,
         ],
+        iface,
     })?;
     acc.add(
         device,

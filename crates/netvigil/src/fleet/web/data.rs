@@ -1,7 +1,7 @@
 //! What the fleet dashboard shows, read from the records store (`store::Backend`, queried per
 //! device with `Query.device`) and the fleet tables (`FleetDb`: names, revoked marks): the
 //! devices, one device's flows, apps and alerts, fleet-wide totals per device, app,
-//! organisation/ASN and country over a rolling window, and destinations outside the known
+//! organisation/ASN, country and capture interface over a rolling window, and destinations outside the known
 //! lists seen from several devices. Remote addresses are placed with the `intel` place
 //! databases when some are installed (answers cached per address); aggregate answers are
 //! cached for a few seconds. All functions block: the routes call them on tokio's blocking
@@ -359,7 +359,7 @@ impl Data {
 
     /// Fleet-wide totals over the window: per device and app from the rollups (exact), per
     /// organisation/ASN and country from the newest flows (at most [`MAX_FLOWS`]: their
-    /// server addresses are placed one by one).
+    /// server addresses are placed one by one), per interface from the same flows' `iface`.
     pub fn aggregates(&self, w: Window, now_ns: i64, now: Instant) -> Result<Value> {
         self.cached(&format!("agg:{}", w.name()), now, || {
             let names = self.names()?;
@@ -377,7 +377,7 @@ impl Data {
                 add(&mut dev, r.device.0.to_string(), r.device.0, &t);
                 add(&mut app, r.app.clone().unwrap_or_else(|| "(unknown)".into()), r.device.0, &t);
             }
-            let (mut org, mut country) = (BTreeMap::new(), BTreeMap::new());
+            let (mut org, mut country, mut iface) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
             let mut asn_of: HashMap<String, Option<u32>> = HashMap::new();
             for f in &flows {
                 let t = Totals {
@@ -397,6 +397,8 @@ impl Data {
                     .and_then(|p| p.country_str().map(str::to_string))
                     .unwrap_or_else(|| "(unknown)".into());
                 add(&mut country, c, f.device.0, &t);
+                let i = iface_of(&f.json).unwrap_or_else(|| "(unknown)".into());
+                add(&mut iface, i, f.device.0, &t);
             }
             Ok(json!({
                 "window": w.name(),
@@ -409,6 +411,7 @@ impl Data {
                 "by_app": rows(app, &|_| json!({})),
                 "by_org": rows(org, &|k| json!({"asn": asn_of.get(k).copied().flatten()})),
                 "by_country": rows(country, &|_| json!({})),
+                "by_iface": rows(iface, &|_| json!({})),
             }))
         })
     }
@@ -500,6 +503,15 @@ impl Data {
             }))
         })
     }
+}
+
+/// The `iface` of a stored flow record (the capture interface, live flows only).
+fn iface_of(flow_json: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Iface {
+        iface: Option<String>,
+    }
+    serde_json::from_str::<Iface>(flow_json).ok()?.iface
 }
 
 /// Sums for one aggregate row.

@@ -6,6 +6,7 @@
 //! software authenticators, and the data routes. `browser` drives headless Chromium.
 
 mod browser;
+mod iface;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};

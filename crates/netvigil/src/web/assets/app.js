@@ -355,6 +355,7 @@ function connDetail(c) {
   openPop(c.app ? c.app + ' → ' + (c.domain || c.remote_ip) : c.remote_ip,
     kv([
       ['local', c.local], ['remote', c.remote_ip + ':' + c.remote_port], ['direction', c.direction],
+      ...(c.iface ? [['interface', c.iface]] : []),
       ['state', c.state], ['protocol', c.proto + (c.app_proto ? '/' + c.app_proto : '')],
       ['process', c.pid ? c.app + ' (pid ' + c.pid + ')' : 'unknown'],
       ['RTT', c.rtt_us !== null ? (c.rtt_us / 1000).toFixed(1) + ' ms ± ' + (c.rttvar_us / 1000).toFixed(1) : null],

@@ -196,12 +196,13 @@ function aggRows(list, label) {
 async function loadFleet() {
   const j = await api('/api/fleet/aggregates?window=' + $('fleet-window').value);
   $('fleet-note').textContent = j.flows + ' flows since ' + when(j.since_ms) +
-    (j.truncated ? ' (organisations and countries: the newest ' + j.placed_flows + ' only)' : '') +
+    (j.truncated ? ' (organisations, countries and interfaces: the newest ' + j.placed_flows + ' only)' : '') +
     (j.places ? '' : ' · no place database installed: organisation and country are unknown');
   fill($('agg-device').tBodies[0], aggRows(j.by_device, (r) => r.key + (r.name ? ' · ' + r.name : '')));
   fill($('agg-app').tBodies[0], aggRows(j.by_app, (r) => r.key));
   fill($('agg-org').tBodies[0], aggRows(j.by_org, (r) => r.key + (r.asn ? ' (AS' + r.asn + ')' : '')));
   fill($('agg-country').tBodies[0], aggRows(j.by_country, (r) => r.key));
+  fill($('agg-iface').tBodies[0], aggRows(j.by_iface, (r) => r.key));
   document.body.dataset.fleet = j.window;
 }
 $('fleet-window').addEventListener('change', () => loadFleet().catch((e) => console.error(e)));

@@ -271,6 +271,9 @@ fn fleet_dashboard_in_headless_chromium() {
             .unwrap()
             .contains("Shady Hosting (AS64500)")
     );
+    // The fixture's flows carry no capture interface.
+    let by_iface = d.js("return document.getElementById('agg-iface').textContent");
+    assert!(by_iface.as_str().unwrap().contains("(unknown)"), "{by_iface}");
     d.js("document.querySelector('.tab[data-view=patterns]').click()");
     d.wait(
         "return document.body.dataset.patterns !== undefined",
