@@ -349,6 +349,13 @@ fn three_agents_in_namespaces_deliver_every_record_once_through_a_killed_server(
             .filter(|l| l.starts_with("{\"type\":\"flow\""))
             .count();
         assert!(flows_printed >= 20, "agent {i} printed {flows_printed} flows");
+        // Live flows name their capture interface; stored equal to printed (below) carries it
+        // to the server.
+        assert!(
+            want.keys()
+                .any(|l| l.starts_with("{\"type\":\"flow\"") && l.contains("\"iface\":\"")),
+            "agent {i}: no flow names its interface"
+        );
         let q = store::Query {
             device: Some(store::DeviceId(devices[i])),
             ..store::Query::default()
