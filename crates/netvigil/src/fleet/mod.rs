@@ -81,7 +81,7 @@ pub enum UserCommand {
     },
     /// List accounts and their passkeys.
     List,
-    /// Remove an account (and its passkeys).
+    /// Remove an account (its passkeys and sessions too).
     Remove { name: String },
 }
 
@@ -170,7 +170,7 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
             };
             s.wait();
         }
-        Some(ServerCommand::User(u)) => web::user_command(&dir, u)?,
+        Some(ServerCommand::User(u)) => web::user_command(&dir, &target, u)?,
         Some(ServerCommand::Token { ttl }) => {
             let ttl = parse_ttl(&ttl)?;
             let id = server::server_identity(&dir)?;

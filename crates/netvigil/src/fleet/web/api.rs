@@ -215,8 +215,16 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     }
     let path = req.uri().path().to_string();
     if !is_public(req.method(), &path) {
-        st.auth.sync_accounts(&st.users);
-        let session = cookie(headers, COOKIE).and_then(|t| st.auth.get(&t, Instant::now()));
+        let session = match cookie(headers, COOKIE) {
+            Some(t) => {
+                let auth = st.auth.clone();
+                match blocking(move || auth.get(&t, now_ms())).await {
+                    Ok(s) => s,
+                    Err(r) => return headers_on(r, &h),
+                }
+            }
+            None => None,
+        };
         match session {
             Some(s) => {
                 req.extensions_mut().insert(s);
@@ -294,24 +302,24 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn logged_in(st: &AppState, user: &str, method: &'static str) -> Response {
-    let now = Instant::now();
-    match st.auth.open(user, method, now, now_ms()) {
+async fn logged_in(st: &AppState, user: &str, method: &'static str) -> Response {
+    let (auth, u, now) = (st.auth.clone(), user.to_string(), now_ms());
+    match blocking(move || auth.open(&u, method, now).map_err(anyhow::Error::msg)).await {
         Ok(token) => {
             st.auth.succeeded(user);
             let max_age = st.auth.limits.session_ttl.as_secs();
-            let s = st.auth.get(&token, now);
+            let expires_ms = now.saturating_add(st.auth.limits.session_ttl.as_millis() as i64);
             let mut r = axum::Json(json!({
                 "user": user,
                 "method": method,
-                "expires_ms": s.map(|s| s.expires_ms),
+                "expires_ms": expires_ms,
             }))
             .into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, session_cookie(&token, max_age));
             r
         }
-        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
     }
 }
 
@@ -366,7 +374,7 @@ async fn login(
     })
     .await;
     match ok {
-        Ok(true) => logged_in(&st, &b.user, "password"),
+        Ok(true) => logged_in(&st, &b.user, "password").await,
         Ok(false) => {
             st.auth.failed(Some(&b.user), addr, Instant::now());
             err(StatusCode::UNAUTHORIZED, "wrong user name or password")
@@ -377,7 +385,10 @@ async fn login(
 
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(t) = cookie(&headers, COOKIE) {
-        st.auth.close(&t);
+        let auth = st.auth.clone();
+        if let Err(r) = blocking(move || auth.close(&t)).await {
+            return r;
+        }
     }
     let mut r = axum::Json(json!({"logged_out": true})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
@@ -767,7 +778,7 @@ async fn login_finish(
     let users = st.users.clone();
     let (id, old) = (pk.id.clone(), pk.sign_count);
     match blocking(move || users.bump_counter(&id, old, count, now_ms())).await {
-        Ok(true) => logged_in(&st, &user.name, "passkey"),
+        Ok(true) => logged_in(&st, &user.name, "passkey").await,
         Ok(false) => err(
             StatusCode::UNAUTHORIZED,
             "this passkey was used at the same moment elsewhere: try again",

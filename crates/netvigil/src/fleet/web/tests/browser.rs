@@ -315,7 +315,7 @@ fn fleet_dashboard_in_headless_chromium() {
         "GET",
     );
     assert_eq!(creds.as_array().unwrap().len(), 1, "{creds}");
-    let stored = crate::fleet::web::users::Users::new(&crate::fleet::web::web_dir(&f.dir))
+    let stored = crate::fleet::web::users::Users::open(&f.fleet_target)
         .get("alice")
         .unwrap()
         .unwrap();
@@ -336,7 +336,7 @@ fn fleet_dashboard_in_headless_chromium() {
     d.js("window.__me = null; fetch('/api/me').then(r => r.json()).then(j => window.__me = j)");
     d.wait("return window.__me !== null", "/api/me");
     assert_eq!(d.js("return window.__me.method"), json!("passkey"));
-    let after = crate::fleet::web::users::Users::new(&crate::fleet::web::web_dir(&f.dir))
+    let after = crate::fleet::web::users::Users::open(&f.fleet_target)
         .get("alice")
         .unwrap()
         .unwrap();
