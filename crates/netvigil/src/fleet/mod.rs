@@ -7,6 +7,7 @@ pub mod agent;
 pub mod db;
 pub mod frame;
 pub mod identity;
+pub mod retention;
 pub mod server;
 pub mod web;
 
@@ -47,6 +48,14 @@ pub struct ServerArgs {
     /// Do not serve the dashboard.
     #[arg(long)]
     pub no_web: bool,
+    /// Delete agents' raw records older than this (checked at start and hourly): 30d, 90d,
+    /// or `forever`.
+    #[arg(long, value_name = "AGE", default_value = "30d")]
+    pub keep: String,
+    /// Keep the record store under this size, oldest records first: 500MiB, 50GiB (default:
+    /// no limit).
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
 }
 
 /// Admin commands of the server.
@@ -148,7 +157,9 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     let now = server::now_ns();
     match a.command {
         None => {
+            let policy = retention::Policy::parse(&a.keep, a.max_size.as_deref())?;
             let s = server::Server::start(&dir, &target, a.listen)?;
+            let _keeper = retention::Keeper::start(target.clone(), policy)?;
             tracing::info!(
                 "server: listening on {} (data in {})",
                 s.local_addr(),

@@ -355,6 +355,10 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
             last_seq,
         },
     )?;
+    // Below this the device's batches are stored (or were skipped for good): `batch_sources`
+    // keeps only each device's highest number (fleet/retention.rs), so an older batch sent
+    // again is answered "already stored" here, without writing it.
+    let mut floor = last_seq;
     loop {
         let f = match frame::read_frame(tls) {
             Ok(f) => f,
@@ -376,6 +380,16 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
         if let Err((code, msg)) = admit(sh, key_id)? {
             return refuse(tls, code, msg);
         }
+        if seq < floor {
+            frame::write_frame(
+                tls,
+                &Frame::Ack {
+                    seq,
+                    status: AckStatus::Duplicate,
+                },
+            )?;
+            continue;
+        }
         let (batch, skipped) = match parse_batch(agent.device, seq, &records) {
             Ok(b) => b,
             Err(why) => return refuse(tls, ErrorCode::BadRecords, &why),
@@ -392,6 +406,7 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
             Ok(_) => AckStatus::Stored,
             Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("could not commit: {e:#}")),
         };
+        floor = floor.max(seq);
         frame::write_frame(tls, &Frame::Ack { seq, status })?;
     }
 }
