@@ -147,6 +147,9 @@ pub fn parse_ttl(s: &str) -> Result<i64> {
     Ok(n * secs * 1_000_000_000)
 }
 
+/// How long a stopping server waits for its connections' batches to commit.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs `netvigil server ...`.
 pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     let dir = data_dir(a.data_dir)?;
@@ -158,15 +161,16 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     match a.command {
         None => {
             let policy = retention::Policy::parse(&a.keep, a.max_size.as_deref())?;
+            // Before anything runs: SIGINT/SIGTERM only set a flag from here on.
+            let stop = os::linux::signals::stop_flag().context("installing signal handlers")?;
             let s = server::Server::start(&dir, &target, a.listen)?;
-            let _keeper = retention::Keeper::start(target.clone(), policy)?;
             tracing::info!(
                 "server: listening on {} (data in {})",
                 s.local_addr(),
                 dir.display()
             );
             tracing::info!(fingerprint = %s.fingerprint(), "server: certificate fingerprint");
-            let _web = if a.no_web {
+            let web_handle = if a.no_web {
                 None
             } else {
                 web::start_for_server(
@@ -179,7 +183,24 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
                     },
                 )?
             };
-            s.wait();
+            // After the lines above (tests read the first one for the address).
+            let keeper = retention::Keeper::start(target.clone(), policy)?;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            tracing::info!(
+                "server: stopping (no new connections; batches in flight are committed and acknowledged)"
+            );
+            let forced = s.shutdown(STOP_GRACE);
+            if forced > 0 {
+                tracing::warn!(
+                    connections = forced,
+                    "server: connections still busy after the grace period were closed (their agents send again)"
+                );
+            }
+            drop(web_handle);
+            drop(keeper);
+            tracing::info!("server: stopped");
         }
         Some(ServerCommand::User(u)) => web::user_command(&dir, &target, u)?,
         Some(ServerCommand::Token { ttl }) => {

@@ -126,7 +126,10 @@ impl Auth {
                     anyhow::bail!("too many open sessions: try again later");
                 }
                 if db
-                    .query("SELECT 1 FROM fleet_users WHERE name = ?1", &[u.clone()])?
+                    .query(
+                        "SELECT 1 FROM fleet_users WHERE name = ?1",
+                        std::slice::from_ref(&u),
+                    )?
                     .is_empty()
                 {
                     anyhow::bail!("the account was removed");

@@ -281,7 +281,10 @@ impl Users {
         self.db.tx(|db| {
             let n = Val::S(name.to_string());
             if !db
-                .query("SELECT 1 FROM fleet_users WHERE name = ?1", &[n.clone()])?
+                .query(
+                    "SELECT 1 FROM fleet_users WHERE name = ?1",
+                    std::slice::from_ref(&n),
+                )?
                 .is_empty()
             {
                 if !replace {
