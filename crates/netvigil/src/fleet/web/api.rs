@@ -104,6 +104,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/api/devices/{id}/flows", get(device_flows)),
         ("GET", "/api/devices/{id}/apps", get(device_apps)),
         ("GET", "/api/devices/{id}/alerts", get(device_alerts)),
+        ("GET", "/api/devices/{id}/lan", get(device_lan)),
         ("GET", "/api/fleet/aggregates", get(aggregates)),
         ("GET", "/api/fleet/patterns", get(patterns)),
         ("GET", "/api/passkeys", get(passkeys)),
@@ -494,6 +495,13 @@ async fn device_alerts(State(st): State<AppState>, UrlPath(id): UrlPath<String>,
         Err(r) => return r,
     };
     for_device(&st, &id, move |d, dev| d.device_alerts(dev, limit)).await
+}
+
+async fn device_lan(State(st): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    for_device(&st, &id, move |d, dev| {
+        super::lan::lan_devices(d, dev, crate::fleet::server::now_ns())
+    })
+    .await
 }
 
 async fn aggregates(State(st): State<AppState>, p: Params) -> Response {

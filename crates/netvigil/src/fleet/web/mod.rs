@@ -5,12 +5,13 @@
 //!
 //! Modules: `tls` (certificate, listener), `users` (accounts file), `auth` (sessions,
 //! login limiter, challenges), `webauthn` (passkey verification with its CBOR/COSE parsing),
-//! `data` (store queries and aggregates), `api` (routes and the session guard). Routes and
+//! `data` (store queries and aggregates), `lan` (a gateway agent's LAN devices), `api` (routes and the session guard). Routes and
 //! setup: docs/fleet-dashboard.md.
 
 pub mod api;
 pub mod auth;
 pub mod data;
+pub mod lan;
 pub mod tls;
 pub mod users;
 pub mod webauthn;

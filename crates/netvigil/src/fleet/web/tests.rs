@@ -418,7 +418,7 @@ fn every_route_but_the_allowed_list_needs_a_session() {
     let all = route_list();
     assert_eq!(
         all.len(),
-        19,
+        20,
         "a route was added or removed: walk it, document it"
     );
     let paths: Vec<String> = all
@@ -1057,6 +1057,9 @@ fn postgres_store_and_fleet_tables_underneath() {
     let p = c.get("/api/fleet/patterns?window=hour").json();
     assert_eq!(p["patterns"][0]["destination"], SHARED);
     assert_eq!(p["patterns"].as_array().unwrap().len(), 1);
+    // A gateway agent's LAN devices, from PostgreSQL's events.
+    write_lan(&mut st);
+    check_lan(&mut c);
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
 }
@@ -1189,4 +1192,93 @@ fn postgres_two_dashboards_share_accounts_and_sessions() {
     hb.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
     let _ = std::fs::remove_dir_all(&b_dir);
+}
+
+// ---- LAN devices of a gateway agent -------------------------------------------------------------
+
+/// A gateway agent's `device` record (docs/records.md) at `ts`.
+fn lan_record(ts: &str, mac: &str, host: Option<&str>, mdns: &[&str], ipv4: &str) -> Record {
+    let line = json!({"type": "device", "v": 1, "ts": ts, "event": "seen", "mac": mac,
+        "mac_private": false, "vendor": "Apple, Inc.", "name": host, "hostname": host,
+        "vendor_class": null, "mdns_names": mdns, "mdns_instances": [], "ipv4": [ipv4],
+        "ipv6": [], "first_seen": "2026-01-02T03:04:05Z", "changed": []});
+    Record::from_json(&line.to_string()).unwrap()
+}
+
+/// Writes, for device 3: a phone seen, then changed (an mDNS name learnt), with a flow from its
+/// address a minute ago; and a TV seen once, long ago.
+fn write_lan(st: &mut dyn store::Backend) {
+    let mut recent = flow(9001, 0, now_ns() - 60_000_000_000, "203.0.113.11", None, 5);
+    if let Record::Flow(f) = &mut recent {
+        f.client.ip = "192.168.77.10".parse().unwrap();
+    }
+    st.write_batch(&Batch {
+        device: DeviceId(3),
+        records: vec![
+            lan_record(
+                "2026-01-02T03:04:05Z",
+                "3c:22:fb:00:77:10",
+                Some("alices-iphone"),
+                &[],
+                "192.168.77.10",
+            ),
+            lan_record(
+                "2026-01-02T03:05:00Z",
+                "3c:22:fb:00:77:10",
+                Some("alices-iphone"),
+                &["Alices-iPhone.local"],
+                "192.168.77.10",
+            ),
+            lan_record(
+                "2026-01-01T00:00:00Z",
+                "00:09:df:00:00:01",
+                None,
+                &["tv.local"],
+                "192.168.77.20",
+            ),
+            recent,
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+}
+
+fn check_lan(c: &mut Client) {
+    let j = c.get("/api/devices/3/lan").json();
+    let devs = j["lan_devices"].as_array().unwrap();
+    assert_eq!(devs.len(), 2, "{j}");
+    let phone = &devs[0];
+    assert_eq!(phone["mac"], "3c:22:fb:00:77:10", "seen a minute ago: first");
+    assert_eq!(phone["vendor"], "Apple, Inc.");
+    assert_eq!(phone["hostname"], "alices-iphone");
+    assert_eq!(
+        phone["mdns_name"], "Alices-iPhone.local",
+        "the newest record counts"
+    );
+    let last = phone["last_seen_ms"].as_i64().unwrap();
+    let now_ms = now_ns() / 1_000_000;
+    assert!(last > now_ms - 120_000 && last <= now_ms, "from the flow: {last}");
+    let tv = &devs[1];
+    assert_eq!(tv["mac"], "00:09:df:00:00:01");
+    assert_eq!(tv["hostname"], Value::Null);
+    assert_eq!(tv["mdns_name"], "tv.local");
+    assert_eq!(tv["last_seen_ms"], 1_767_225_600_000i64, "its record's time");
+    // A device without gateway records: an empty list; an unknown device: 404.
+    assert_eq!(c.get("/api/devices/1/lan").json()["lan_devices"], json!([]));
+    assert_eq!(c.get("/api/devices/99/lan").status, 404);
+}
+
+#[test]
+fn lan_devices_of_a_gateway_agent() {
+    let f = fleet();
+    let mut st = store::SqliteStore::open(&f.dir.join(crate::fleet::db::RECORDS_FILE)).unwrap();
+    write_lan(&mut st);
+    drop(st);
+    let (h, cert) = start(&f, Limits::default());
+    let mut c = Client::new(&h, &cert, &[&rustls::version::TLS13]);
+    assert_eq!(c.get("/api/devices/3/lan").status, 401);
+    assert_eq!(c.login("alice", PASSWORD).status, 200);
+    check_lan(&mut c);
+    h.stop();
+    let _ = std::fs::remove_dir_all(&f.dir);
 }
