@@ -328,7 +328,7 @@ fn three_agents_in_namespaces_deliver_every_record_once_through_a_killed_server(
         assert!(child.wait().unwrap().success(), "agent {i}: {err}");
         let summary = err
             .lines()
-            .find_map(|l| l.strip_prefix("netvigil: fleet: "))
+            .find_map(|l| l.split_once("netvigil::sinks: fleet: ").map(|(_, r)| r))
             .unwrap_or_else(|| panic!("agent {i}: no fleet summary: {err}"));
         assert!(
             summary.contains(" 0 batches waiting in the spool, 0 records dropped"),
@@ -416,7 +416,7 @@ fn three_agents_in_namespaces_deliver_every_record_once_through_a_killed_server(
     let (_, err) = (out.join().unwrap(), err.join().unwrap());
     let summary = err
         .lines()
-        .find_map(|l| l.strip_prefix("netvigil: fleet: "))
+        .find_map(|l| l.split_once("netvigil::sinks: fleet: ").map(|(_, r)| r))
         .unwrap_or_else(|| panic!("no fleet summary: {err}"));
     assert!(summary.starts_with("0 records delivered"), "{summary}");
     assert!(err.contains("revoked"), "the agent says why: {err}");
