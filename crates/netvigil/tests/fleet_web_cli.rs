@@ -149,9 +149,23 @@ fn accounts_from_the_command_line_and_the_dashboard_beside_the_agent_listener() 
         &format!("{pw}\n"),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let users = std::fs::read_to_string(dir.join("fleet-web/users.json")).unwrap();
-    assert!(users.contains("$argon2id$v=19$"), "{users}");
-    assert!(!users.contains(pw), "the password itself is stored: {users}");
+    // In the fleet database (fleet.db without --db), as an argon2id hash only.
+    let db = rusqlite::Connection::open(dir.join("fleet.db")).unwrap();
+    let hash: String = db
+        .query_row("SELECT hash FROM fleet_users WHERE name = 'alice'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    drop(db);
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    let raw = std::fs::read(dir.join("fleet.db")).unwrap();
+    let wal = std::fs::read(dir.join("fleet.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes.windows(pw.len()).any(|w| w == pw.as_bytes()),
+            "the password itself is stored"
+        );
+    }
     let out = nv(
         &["server", "user", "add", "alice", "--data-dir", d],
         "another long password\n",

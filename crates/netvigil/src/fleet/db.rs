@@ -1,7 +1,9 @@
 //! The fleet server's own tables, in SQLite (file `fleet.db` in the data directory) or in
 //! PostgreSQL (several servers may share one database): enrolled agents (by key id, with a device
 //! id, a name and a revoked mark) and one-time enrollment tokens (only their SHA-256 is kept).
-//! Each call is one transaction; the SQL is shared (`?N` placeholders become `$N` for
+//! Dashboard accounts live here too (`fleet_users`, `fleet_passkeys`, `fleet_sessions`: only
+//! a session token's SHA-256 is kept), so servers sharing a PostgreSQL database share users and
+//! sessions, and a restart logs nobody out (see [`SharedDb`]). Each call is one transaction; the SQL is shared (`?N` placeholders become `$N` for
 //! PostgreSQL), so both backends run the same statements.
 //!
 //! The agents' records go to the store ([`open_store`], [`StorePool`]): `store::SqliteStore`
@@ -63,24 +65,24 @@ pub enum Target {
 
 /// One SQL value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Val {
+pub(crate) enum Val {
     I(i64),
     S(String),
     Null,
 }
 
 impl Val {
-    fn i(&self) -> i64 {
+    pub(crate) fn i(&self) -> i64 {
         if let Val::I(v) = self { *v } else { 0 }
     }
-    fn s(&self) -> String {
+    pub(crate) fn s(&self) -> String {
         if let Val::S(v) = self {
             v.clone()
         } else {
             String::new()
         }
     }
-    fn opt_i(&self) -> Option<i64> {
+    pub(crate) fn opt_i(&self) -> Option<i64> {
         if let Val::I(v) = self { Some(*v) } else { None }
     }
 }
@@ -118,7 +120,16 @@ CREATE TABLE IF NOT EXISTS fleet_agents (
   device BIGINT PRIMARY KEY, key_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
   enrolled BIGINT NOT NULL, revoked BIGINT);
 CREATE TABLE IF NOT EXISTS fleet_tokens (
-  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);";
+  hash TEXT PRIMARY KEY, created BIGINT NOT NULL, expires BIGINT NOT NULL, used BIGINT, device BIGINT);
+CREATE TABLE IF NOT EXISTS fleet_users (
+  name TEXT PRIMARY KEY, hash TEXT NOT NULL, created_ms BIGINT NOT NULL, handle TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet_passkeys (
+  id TEXT PRIMARY KEY, user_name TEXT NOT NULL, alg BIGINT NOT NULL, pubkey TEXT NOT NULL,
+  sign_count BIGINT NOT NULL, created_ms BIGINT NOT NULL, last_used_ms BIGINT);
+CREATE TABLE IF NOT EXISTS fleet_sessions (
+  hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, method TEXT NOT NULL,
+  created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS fleet_sessions_user ON fleet_sessions (user_name);";
 
 fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.trim().as_bytes()))
@@ -186,7 +197,7 @@ impl FleetDb {
         })
     }
 
-    fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+    pub(crate) fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         let r = match &mut self.conn {
             Conn::Sqlite(c) => c
                 .execute(sql, rusqlite::params_from_iter(params.iter()))
@@ -202,7 +213,7 @@ impl FleetDb {
         r.with_context(|| format!("fleet database {}", self.what))
     }
 
-    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>> {
+    pub(crate) fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>> {
         let r = match &mut self.conn {
             Conn::Sqlite(c) => (|| {
                 let mut st = c.prepare(sql)?;
@@ -233,10 +244,23 @@ impl FleetDb {
                             .map(|row| {
                                 (0..row.len())
                                     .map(|i| {
-                                        if *row.columns()[i].type_() == postgres::types::Type::TEXT {
-                                            row.get::<_, Option<String>>(i).map_or(Val::Null, Val::S)
+                                        use postgres::types::Type;
+                                        let t = row.columns()[i].type_();
+                                        if *t == Type::TEXT {
+                                            row.try_get::<_, Option<String>>(i)
+                                                .ok()
+                                                .flatten()
+                                                .map_or(Val::Null, Val::S)
+                                        } else if *t == Type::INT4 {
+                                            row.try_get::<_, Option<i32>>(i)
+                                                .ok()
+                                                .flatten()
+                                                .map_or(Val::Null, |v| Val::I(v.into()))
                                         } else {
-                                            row.get::<_, Option<i64>>(i).map_or(Val::Null, Val::I)
+                                            row.try_get::<_, Option<i64>>(i)
+                                                .ok()
+                                                .flatten()
+                                                .map_or(Val::Null, Val::I)
                                         }
                                     })
                                     .collect()
@@ -248,7 +272,7 @@ impl FleetDb {
         r.with_context(|| format!("fleet database {}", self.what))
     }
 
-    fn begin(&mut self) -> Result<()> {
+    pub(crate) fn begin(&mut self) -> Result<()> {
         let r = match &mut self.conn {
             Conn::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE").map_err(anyhow::Error::from),
             Conn::Pg(c) => c.batch_execute("BEGIN").map_err(anyhow::Error::from),
@@ -256,7 +280,7 @@ impl FleetDb {
         r.with_context(|| format!("fleet database {}: starting a transaction", self.what))
     }
 
-    fn end(&mut self, commit: bool) -> Result<()> {
+    pub(crate) fn end(&mut self, commit: bool) -> Result<()> {
         let sql = if commit { "COMMIT" } else { "ROLLBACK" };
         let r = match &mut self.conn {
             Conn::Sqlite(c) => c.execute_batch(sql).map_err(anyhow::Error::from),
@@ -397,6 +421,68 @@ impl FleetDb {
             "UPDATE fleet_agents SET revoked = ?1 WHERE device = ?2 AND revoked IS NULL",
             &[Val::I(now), Val::I(i64::from(device))],
         )? == 1)
+    }
+}
+
+/// One fleet database connection shared by the dashboard's threads (accounts, sessions),
+/// opened on first use and opened again after an error. Its calls block: from async code, run
+/// them on a blocking thread (the synchronous PostgreSQL client must not run inside a tokio
+/// runtime).
+#[derive(Clone)]
+pub struct SharedDb {
+    target: Target,
+    conn: std::sync::Arc<std::sync::Mutex<Option<FleetDb>>>,
+}
+
+impl std::fmt::Debug for SharedDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDb").field("target", &self.target).finish()
+    }
+}
+
+impl SharedDb {
+    /// A handle on `target` (nothing is opened yet).
+    pub fn new(target: &Target) -> SharedDb {
+        SharedDb {
+            target: target.clone(),
+            conn: std::sync::Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Where the database is.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Runs `f` with the connection; an error drops it (the next call reconnects).
+    pub fn with<T>(&self, f: impl FnOnce(&mut FleetDb) -> Result<T>) -> Result<T> {
+        let mut g = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(FleetDb::open(&self.target)?);
+        }
+        let db = g.as_mut().context("no fleet database connection")?;
+        let r = f(db);
+        if r.is_err() {
+            *g = None;
+        }
+        r
+    }
+
+    /// Runs `f` in one transaction (committed when it returns `Ok`).
+    pub fn tx<T>(&self, f: impl FnOnce(&mut FleetDb) -> Result<T>) -> Result<T> {
+        self.with(|db| {
+            db.begin()?;
+            match f(db) {
+                Ok(v) => {
+                    db.end(true)?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = db.end(false);
+                    Err(e)
+                }
+            }
+        })
     }
 }
 

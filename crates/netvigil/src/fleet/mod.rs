@@ -7,6 +7,7 @@ pub mod agent;
 pub mod db;
 pub mod frame;
 pub mod identity;
+pub mod retention;
 pub mod server;
 pub mod web;
 
@@ -47,6 +48,14 @@ pub struct ServerArgs {
     /// Do not serve the dashboard.
     #[arg(long)]
     pub no_web: bool,
+    /// Delete agents' raw records older than this (checked at start and hourly): 30d, 90d,
+    /// or `forever`.
+    #[arg(long, value_name = "AGE", default_value = "30d")]
+    pub keep: String,
+    /// Keep the record store under this size, oldest records first: 500MiB, 50GiB (default:
+    /// no limit).
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
 }
 
 /// Admin commands of the server.
@@ -81,7 +90,7 @@ pub enum UserCommand {
     },
     /// List accounts and their passkeys.
     List,
-    /// Remove an account (and its passkeys).
+    /// Remove an account (its passkeys and sessions too).
     Remove { name: String },
 }
 
@@ -138,6 +147,9 @@ pub fn parse_ttl(s: &str) -> Result<i64> {
     Ok(n * secs * 1_000_000_000)
 }
 
+/// How long a stopping server waits for its connections' batches to commit.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs `netvigil server ...`.
 pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     let dir = data_dir(a.data_dir)?;
@@ -148,6 +160,9 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
     let now = server::now_ns();
     match a.command {
         None => {
+            let policy = retention::Policy::parse(&a.keep, a.max_size.as_deref())?;
+            // Before anything runs: SIGINT/SIGTERM only set a flag from here on.
+            let stop = os::linux::signals::stop_flag().context("installing signal handlers")?;
             let s = server::Server::start(&dir, &target, a.listen)?;
             tracing::info!(
                 "server: listening on {} (data in {})",
@@ -155,7 +170,7 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
                 dir.display()
             );
             tracing::info!(fingerprint = %s.fingerprint(), "server: certificate fingerprint");
-            let _web = if a.no_web {
+            let web_handle = if a.no_web {
                 None
             } else {
                 web::start_for_server(
@@ -168,9 +183,26 @@ pub fn run_server(a: ServerArgs) -> Result<ExitCode> {
                     },
                 )?
             };
-            s.wait();
+            // After the lines above (tests read the first one for the address).
+            let keeper = retention::Keeper::start(target.clone(), policy)?;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            tracing::info!(
+                "server: stopping (no new connections; batches in flight are committed and acknowledged)"
+            );
+            let forced = s.shutdown(STOP_GRACE);
+            if forced > 0 {
+                tracing::warn!(
+                    connections = forced,
+                    "server: connections still busy after the grace period were closed (their agents send again)"
+                );
+            }
+            drop(web_handle);
+            drop(keeper);
+            tracing::info!("server: stopped");
         }
-        Some(ServerCommand::User(u)) => web::user_command(&dir, u)?,
+        Some(ServerCommand::User(u)) => web::user_command(&dir, &target, u)?,
         Some(ServerCommand::Token { ttl }) => {
             let ttl = parse_ttl(&ttl)?;
             let id = server::server_identity(&dir)?;

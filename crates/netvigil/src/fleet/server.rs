@@ -99,13 +99,6 @@ impl Server {
         &self.fingerprint
     }
 
-    /// Blocks until the accept thread ends (never, unless stopped).
-    pub fn wait(mut self) {
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
-    }
-
     /// Stops accepting and closes every open connection.
     #[allow(
         dead_code,
@@ -113,6 +106,37 @@ impl Server {
     )]
     pub fn stop(mut self) {
         self.halt();
+    }
+
+    /// Stops cleanly: no new connections; each open one stops reading (a batch whose frame
+    /// was read is still committed and acknowledged; one only partly received is not, and its
+    /// agent sends it again later); waits up to `grace` for the connections to end, then closes
+    /// what is left. Returns how many connections had to be closed that way. The store's
+    /// writers have nothing left to do once every connection thread is done (each waits for its
+    /// batch's commit).
+    pub fn shutdown(mut self, grace: Duration) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        for (_, s) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = s.shutdown(Shutdown::Read);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let left = self.conns.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if left == 0 {
+                return 0;
+            }
+            if std::time::Instant::now() >= deadline {
+                for (_, s) in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn halt(&mut self) {
@@ -355,6 +379,10 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
             last_seq,
         },
     )?;
+    // Below this the device's batches are stored (or were skipped for good): `batch_sources`
+    // keeps only each device's highest number (fleet/retention.rs), so an older batch sent
+    // again is answered "already stored" here, without writing it.
+    let mut floor = last_seq;
     loop {
         let f = match frame::read_frame(tls) {
             Ok(f) => f,
@@ -376,6 +404,16 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
         if let Err((code, msg)) = admit(sh, key_id)? {
             return refuse(tls, code, msg);
         }
+        if seq < floor {
+            frame::write_frame(
+                tls,
+                &Frame::Ack {
+                    seq,
+                    status: AckStatus::Duplicate,
+                },
+            )?;
+            continue;
+        }
         let (batch, skipped) = match parse_batch(agent.device, seq, &records) {
             Ok(b) => b,
             Err(why) => return refuse(tls, ErrorCode::BadRecords, &why),
@@ -392,6 +430,7 @@ fn session(tls: &mut Tls, sh: &Shared, key_id: &str) -> Result<()> {
             Ok(_) => AckStatus::Stored,
             Err(e) => return refuse(tls, ErrorCode::Unavailable, &format!("could not commit: {e:#}")),
         };
+        floor = floor.max(seq);
         frame::write_frame(tls, &Frame::Ack { seq, status })?;
     }
 }

@@ -804,3 +804,178 @@ fn bench_fleet_ingest_from_20_agents_into_postgres() {
         rates[rates.len() - 1]
     );
 }
+
+/// Flow record `i` that started `ago_ns` before now, as an agent sends it.
+fn rec_ago(i: usize, ago_ns: i64) -> String {
+    let mut s = String::new();
+    store::sqlite::testdata::flows(i as u64, 1, server::now_ns() - ago_ns, 1_000_000_000)[0]
+        .write_json(&mut s);
+    s
+}
+
+fn sources_rows(dir: &Path) -> Vec<(i64, i64)> {
+    let c = rusqlite::Connection::open(dir.join(super::db::RECORDS_FILE)).unwrap();
+    let mut st = c
+        .prepare("SELECT device, seq FROM batch_sources ORDER BY device, seq")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn retention_removes_old_records_and_keeps_the_newest_batch_number() {
+    use super::retention::{Keeper, Policy, run_once};
+    let (sd, ad) = (tmp("srv"), tmp("agent"));
+    let target = Target::Dir(sd.0.clone());
+    let s = Server::start(&sd.0, &target, loopback()).unwrap();
+    let t = token(&sd.0, HOUR);
+    let e = agent::enroll(&ad.0, &s.local_addr().to_string(), &t, s.fingerprint(), "pc").unwrap();
+    let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+    let (mut c, _) = hello(&s, &id);
+    // Batches 1 and 2: 40 days old; 3: an hour old.
+    let old = format!("{}\n{}\n", rec_ago(1, 40 * 24 * HOUR), rec_ago(2, 40 * 24 * HOUR));
+    assert!(matches!(
+        send(&mut c, 1, &old),
+        Frame::Ack {
+            status: AckStatus::Stored,
+            ..
+        }
+    ));
+    let old2 = rec_ago(3, 40 * 24 * HOUR) + "\n";
+    assert!(matches!(
+        send(&mut c, 2, &old2),
+        Frame::Ack {
+            status: AckStatus::Stored,
+            ..
+        }
+    ));
+    let fresh = rec_ago(4, HOUR) + "\n";
+    assert!(matches!(
+        send(&mut c, 3, &fresh),
+        Frame::Ack {
+            status: AckStatus::Stored,
+            ..
+        }
+    ));
+    drop(c);
+    assert_eq!(stored(&sd.0, e.device).len(), 4);
+    let dev = i64::from(e.device);
+    assert_eq!(sources_rows(&sd.0), vec![(dev, 1), (dev, 2), (dev, 3)]);
+
+    let pass = run_once(&target, &Policy::parse("30d", None).unwrap(), server::now_ns()).unwrap();
+    assert_eq!(pass.removed.flows, 3, "{pass:?}");
+    assert_eq!(pass.sources, 2);
+    assert_eq!(stored(&sd.0, e.device), vec![fresh.trim_end().to_string()]);
+    assert_eq!(
+        sources_rows(&sd.0),
+        vec![(dev, 3)],
+        "only the newest batch number stays"
+    );
+
+    // The agent sends old batches again: "already stored", nothing written; the newest one
+    // too; then it goes on with 4.
+    let (mut c, f) = hello(&s, &id);
+    assert_eq!(
+        f,
+        Frame::Welcome {
+            device: e.device,
+            last_seq: 3
+        }
+    );
+    for (seq, body) in [(1, &old), (2, &old2), (3, &fresh)] {
+        assert_eq!(
+            send(&mut c, seq, body),
+            Frame::Ack {
+                seq,
+                status: AckStatus::Duplicate
+            },
+            "batch {seq}"
+        );
+    }
+    assert_eq!(stored(&sd.0, e.device).len(), 1);
+    let next = rec_ago(5, 0) + "\n";
+    assert_eq!(
+        send(&mut c, 4, &next),
+        Frame::Ack {
+            seq: 4,
+            status: AckStatus::Stored
+        }
+    );
+    assert_eq!(stored(&sd.0, e.device).len(), 2);
+    drop(c);
+
+    // The thread runs a pass at once: batch 3's row goes, 4 stays.
+    let k = Keeper::start(target.clone(), Policy::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sources_rows(&sd.0) != vec![(dev, 4)] {
+        assert!(Instant::now() < deadline, "{:?}", sources_rows(&sd.0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(k);
+    s.stop();
+}
+
+#[test]
+fn postgres_retention_prunes_batch_sources_per_device() {
+    let Some(pg) = pg_server::shared() else { return };
+    let db = pg.create_db("nv_fleet_retain");
+    let target = Target::Postgres(db.url());
+    let sd = tmp("srv");
+    let s = Server::start(&sd.0, &target, loopback()).unwrap();
+    let mut devices = Vec::new();
+    for name in ["a", "b"] {
+        let ad = tmp("agent");
+        let now = server::now_ns();
+        let t = FleetDb::open(&target)
+            .unwrap()
+            .create_token(now, now + HOUR)
+            .unwrap();
+        let e = agent::enroll(&ad.0, &s.local_addr().to_string(), &t, s.fingerprint(), name).unwrap();
+        let id = Identity::load_or_create(&agent::agent_dir(&ad.0), "x").unwrap();
+        let (mut c, _) = hello(&s, &id);
+        for seq in 1..=3u64 {
+            let ago = if seq < 3 { 40 * 24 * HOUR } else { HOUR };
+            let body = rec_ago(seq as usize + 10 * devices.len(), ago) + "\n";
+            assert!(matches!(
+                send(&mut c, seq, &body),
+                Frame::Ack {
+                    status: AckStatus::Stored,
+                    ..
+                }
+            ));
+        }
+        devices.push((e.device, id, ad));
+    }
+    let pass =
+        super::retention::run_once(&target, &super::retention::Policy::default(), server::now_ns()).unwrap();
+    assert_eq!(pass.sources, 4);
+    assert_eq!(pass.removed.flows, 4, "{pass:?}");
+    let rows: Vec<(i64, i64)> = db
+        .client()
+        .query(
+            "SELECT device, seq FROM netvigil.batch_sources ORDER BY device",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(i64, i64)> = devices.iter().map(|d| (i64::from(d.0), 3)).collect();
+    assert_eq!(rows, want);
+    for (dev, id, _) in &devices {
+        assert_eq!(stored_in(&target, *dev).len(), 1);
+        let (mut c, _) = hello(&s, id);
+        let again = rec_ago(99, 40 * 24 * HOUR) + "\n";
+        assert_eq!(
+            send(&mut c, 1, &again),
+            Frame::Ack {
+                seq: 1,
+                status: AckStatus::Duplicate
+            }
+        );
+        assert_eq!(stored_in(&target, *dev).len(), 1);
+    }
+    s.stop();
+}

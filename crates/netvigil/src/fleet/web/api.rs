@@ -104,6 +104,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/api/devices/{id}/flows", get(device_flows)),
         ("GET", "/api/devices/{id}/apps", get(device_apps)),
         ("GET", "/api/devices/{id}/alerts", get(device_alerts)),
+        ("GET", "/api/devices/{id}/lan", get(device_lan)),
         ("GET", "/api/fleet/aggregates", get(aggregates)),
         ("GET", "/api/fleet/patterns", get(patterns)),
         ("GET", "/api/passkeys", get(passkeys)),
@@ -215,8 +216,16 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     }
     let path = req.uri().path().to_string();
     if !is_public(req.method(), &path) {
-        st.auth.sync_accounts(&st.users);
-        let session = cookie(headers, COOKIE).and_then(|t| st.auth.get(&t, Instant::now()));
+        let session = match cookie(headers, COOKIE) {
+            Some(t) => {
+                let auth = st.auth.clone();
+                match blocking(move || auth.get(&t, now_ms())).await {
+                    Ok(s) => s,
+                    Err(r) => return headers_on(r, &h),
+                }
+            }
+            None => None,
+        };
         match session {
             Some(s) => {
                 req.extensions_mut().insert(s);
@@ -294,24 +303,24 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn logged_in(st: &AppState, user: &str, method: &'static str) -> Response {
-    let now = Instant::now();
-    match st.auth.open(user, method, now, now_ms()) {
+async fn logged_in(st: &AppState, user: &str, method: &'static str) -> Response {
+    let (auth, u, now) = (st.auth.clone(), user.to_string(), now_ms());
+    match blocking(move || auth.open(&u, method, now).map_err(anyhow::Error::msg)).await {
         Ok(token) => {
             st.auth.succeeded(user);
             let max_age = st.auth.limits.session_ttl.as_secs();
-            let s = st.auth.get(&token, now);
+            let expires_ms = now.saturating_add(st.auth.limits.session_ttl.as_millis() as i64);
             let mut r = axum::Json(json!({
                 "user": user,
                 "method": method,
-                "expires_ms": s.map(|s| s.expires_ms),
+                "expires_ms": expires_ms,
             }))
             .into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, session_cookie(&token, max_age));
             r
         }
-        Err(e) => err(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(r) => r,
     }
 }
 
@@ -366,7 +375,7 @@ async fn login(
     })
     .await;
     match ok {
-        Ok(true) => logged_in(&st, &b.user, "password"),
+        Ok(true) => logged_in(&st, &b.user, "password").await,
         Ok(false) => {
             st.auth.failed(Some(&b.user), addr, Instant::now());
             err(StatusCode::UNAUTHORIZED, "wrong user name or password")
@@ -377,7 +386,10 @@ async fn login(
 
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(t) = cookie(&headers, COOKIE) {
-        st.auth.close(&t);
+        let auth = st.auth.clone();
+        if let Err(r) = blocking(move || auth.close(&t)).await {
+            return r;
+        }
     }
     let mut r = axum::Json(json!({"logged_out": true})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
@@ -483,6 +495,13 @@ async fn device_alerts(State(st): State<AppState>, UrlPath(id): UrlPath<String>,
         Err(r) => return r,
     };
     for_device(&st, &id, move |d, dev| d.device_alerts(dev, limit)).await
+}
+
+async fn device_lan(State(st): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    for_device(&st, &id, move |d, dev| {
+        super::lan::lan_devices(d, dev, crate::fleet::server::now_ns())
+    })
+    .await
 }
 
 async fn aggregates(State(st): State<AppState>, p: Params) -> Response {
@@ -767,7 +786,7 @@ async fn login_finish(
     let users = st.users.clone();
     let (id, old) = (pk.id.clone(), pk.sign_count);
     match blocking(move || users.bump_counter(&id, old, count, now_ms())).await {
-        Ok(true) => logged_in(&st, &user.name, "passkey"),
+        Ok(true) => logged_in(&st, &user.name, "passkey").await,
         Ok(false) => err(
             StatusCode::UNAUTHORIZED,
             "this passkey was used at the same moment elsewhere: try again",

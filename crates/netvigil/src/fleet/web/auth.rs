@@ -1,6 +1,10 @@
-//! Who is logged in: sessions (random 32-byte tokens; only their SHA-256 is kept, in memory),
-//! the failed-login limiter (per account and per client address, over a sliding window), and
-//! the one-time WebAuthn challenges. Everything is bounded in size and expires on its own.
+//! Who is logged in: sessions (random 32-byte tokens; only their SHA-256 is kept) in the
+//! fleet database (`fleet_sessions`), so every server process sharing it accepts them and a
+//! restart logs nobody out; a session of a removed account is refused (the lookup joins
+//! `fleet_users`). In this process's memory: the failed-login limiter (per account and per
+//! client address, over a sliding window: each server counts on its own) and the one-time
+//! WebAuthn challenges (a passkey ceremony ends on the server that began it). Everything is
+//! bounded in size and expires on its own.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::fleet::db::{SharedDb, Val};
+
 /// Name of the session cookie (`__Host-`: Secure, Path=/ and no Domain are required by the
 /// browser, so no subdomain can set or read it).
 pub const COOKIE: &str = "__Host-nv_session";
-/// Most sessions kept at once.
+/// Most sessions kept at once (in the database, all servers together).
 const MAX_SESSIONS: usize = 10_000;
 /// Most challenges pending at once.
 const MAX_CHALLENGES: usize = 1_000;
@@ -50,8 +56,7 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     pub user: String,
-    pub expires: Instant,
-    /// Wall-clock expiry (ms since the epoch), for the page.
+    /// Wall-clock expiry (ms since the epoch).
     pub expires_ms: i64,
     /// How the user logged in: `password` or `passkey`.
     pub method: &'static str,
@@ -70,18 +75,17 @@ pub enum Purpose {
 #[derive(Debug)]
 pub struct Auth {
     pub limits: Limits,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    db: SharedDb,
     failures: Mutex<HashMap<String, Vec<Instant>>>,
     challenges: Mutex<HashMap<Vec<u8>, (Purpose, Instant)>>,
-    users_mtime: Mutex<Option<Option<std::time::SystemTime>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+fn digest(token: &str) -> Val {
+    Val::S(crate::fleet::identity::hex(&Sha256::digest(token.as_bytes())))
 }
 
 /// Random bytes as lower-case hex.
@@ -92,84 +96,92 @@ pub fn random_hex(n: usize) -> Result<String, String> {
 }
 
 impl Auth {
-    /// An empty table.
-    pub fn new(limits: Limits) -> Auth {
+    /// A limiter and challenge table in memory, sessions in the fleet database `db`.
+    pub fn new(limits: Limits, db: SharedDb) -> Auth {
         Auth {
             limits,
-            sessions: Mutex::new(HashMap::new()),
+            db,
             failures: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
-            users_mtime: Mutex::new(None),
         }
     }
 
-    /// Opens a session; returns the token for the cookie.
-    pub fn open(
-        &self,
-        user: &str,
-        method: &'static str,
-        now: Instant,
-        now_ms: i64,
-    ) -> Result<String, String> {
+    /// Opens a session for an existing account; returns the token for the cookie. Blocks
+    /// (database).
+    pub fn open(&self, user: &str, method: &'static str, now_ms: i64) -> Result<String, String> {
         let token = random_hex(32)?;
-        let mut s = lock(&self.sessions);
-        if s.len() >= MAX_SESSIONS {
-            s.retain(|_, v| v.expires > now);
-            if s.len() >= MAX_SESSIONS {
-                return Err("too many open sessions: try again later".into());
-            }
-        }
-        s.insert(
-            digest(&token),
-            Session {
-                user: user.to_string(),
-                expires: now + self.limits.session_ttl,
-                expires_ms: now_ms + self.limits.session_ttl.as_millis() as i64,
-                method,
-            },
-        );
+        let ttl = i64::try_from(self.limits.session_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let u = Val::S(user.to_string());
+        self.db
+            .tx(|db| {
+                db.exec(
+                    "DELETE FROM fleet_sessions WHERE expires_ms <= ?1",
+                    &[Val::I(now_ms)],
+                )?;
+                let n = db
+                    .query("SELECT COUNT(*) FROM fleet_sessions", &[])?
+                    .first()
+                    .map_or(0, |r| r[0].i());
+                if n >= MAX_SESSIONS as i64 {
+                    anyhow::bail!("too many open sessions: try again later");
+                }
+                if db
+                    .query(
+                        "SELECT 1 FROM fleet_users WHERE name = ?1",
+                        std::slice::from_ref(&u),
+                    )?
+                    .is_empty()
+                {
+                    anyhow::bail!("the account was removed");
+                }
+                db.exec(
+                    "INSERT INTO fleet_sessions (hash, user_name, method, created_ms, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[
+                        digest(&token),
+                        u,
+                        Val::S(method.to_string()),
+                        Val::I(now_ms),
+                        Val::I(now_ms.saturating_add(ttl)),
+                    ],
+                )?;
+                Ok(())
+            })
+            .map_err(|e| format!("{e:#}"))?;
         Ok(token)
     }
 
-    /// The live session of a token (an expired one is removed).
-    pub fn get(&self, token: &str, now: Instant) -> Option<Session> {
-        let mut s = lock(&self.sessions);
-        let k = digest(token);
-        match s.get(&k) {
-            Some(v) if v.expires > now => Some(v.clone()),
-            Some(_) => {
-                s.remove(&k);
-                None
-            }
-            None => None,
+    /// The live session of a token: not expired, not logged out, its account still there
+    /// (on any server sharing the database). Blocks (database).
+    pub fn get(&self, token: &str, now_ms: i64) -> anyhow::Result<Option<Session>> {
+        if token.is_empty() || token.len() > 256 {
+            return Ok(None);
         }
+        let rows = self.db.with(|db| {
+            db.query(
+                "SELECT s.user_name, s.method, s.expires_ms FROM fleet_sessions s
+                 JOIN fleet_users u ON u.name = s.user_name
+                 WHERE s.hash = ?1 AND s.expires_ms > ?2",
+                &[digest(token), Val::I(now_ms)],
+            )
+        })?;
+        Ok(rows.first().map(|r| Session {
+            user: r[0].s(),
+            expires_ms: r[2].i(),
+            method: if r[1].s() == "passkey" {
+                "passkey"
+            } else {
+                "password"
+            },
+        }))
     }
 
-    /// Ends a session.
-    pub fn close(&self, token: &str) {
-        lock(&self.sessions).remove(&digest(token));
-    }
-
-    /// Ends the sessions of accounts no longer in `users.json` (checked when the file's
-    /// modification time changed: one `stat` per request).
-    pub fn sync_accounts(&self, users: &super::users::Users) {
-        let m = std::fs::metadata(users.path()).and_then(|m| m.modified()).ok();
-        {
-            let mut seen = lock(&self.users_mtime);
-            if *seen == Some(m) {
-                return;
-            }
-            *seen = Some(m);
-        }
-        let names: std::collections::HashSet<String> = match users.list() {
-            Ok(l) => l.into_iter().map(|u| u.name).collect(),
-            // Unreadable just now (being replaced): check again next time.
-            Err(_) => {
-                *lock(&self.users_mtime) = None;
-                return;
-            }
-        };
-        lock(&self.sessions).retain(|_, v| names.contains(&v.user));
+    /// Ends a session (on every server). Blocks (database).
+    pub fn close(&self, token: &str) -> anyhow::Result<()> {
+        self.db.with(|db| {
+            db.exec("DELETE FROM fleet_sessions WHERE hash = ?1", &[digest(token)])
+                .map(|_| ())
+        })
     }
 
     fn keys(user: Option<&str>, addr: IpAddr) -> Vec<(String, bool)> {
@@ -252,31 +264,65 @@ impl Auth {
 mod tests {
     use super::*;
 
+    fn auth(tag: &str, limits: Limits) -> (Auth, std::path::PathBuf) {
+        let d = std::env::temp_dir().join(format!("nv-auth-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let db = SharedDb::new(&crate::fleet::db::Target::Dir(d.clone()));
+        super::super::users::Users::new(db.clone())
+            .add("alice", "long enough pw", 1, false)
+            .unwrap();
+        (Auth::new(limits, db), d)
+    }
+
     #[test]
     fn sessions_expire_and_close() {
-        let a = Auth::new(Limits {
-            session_ttl: Duration::from_secs(10),
-            ..Limits::default()
-        });
-        let t0 = Instant::now();
-        let tok = a.open("alice", "password", t0, 0).unwrap();
-        assert_eq!(a.get(&tok, t0).unwrap().user, "alice");
-        assert!(a.get(&tok, t0 + Duration::from_secs(11)).is_none());
-        assert!(a.get(&tok, t0).is_none(), "an expired session is gone for good");
-        let tok = a.open("alice", "password", t0, 0).unwrap();
-        a.close(&tok);
-        assert!(a.get(&tok, t0).is_none());
-        assert!(a.get("", t0).is_none());
+        let (a, d) = auth(
+            "expire",
+            Limits {
+                session_ttl: Duration::from_secs(10),
+                ..Limits::default()
+            },
+        );
+        let t0 = 1_000_000;
+        let tok = a.open("alice", "password", t0).unwrap();
+        let s = a.get(&tok, t0).unwrap().unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.method, s.expires_ms),
+            ("alice", "password", t0 + 10_000)
+        );
+        assert!(a.get(&tok, t0 + 11_000).unwrap().is_none());
+        let tok = a.open("alice", "passkey", t0).unwrap();
+        assert_eq!(a.get(&tok, t0).unwrap().unwrap().method, "passkey");
+        a.close(&tok).unwrap();
+        assert!(a.get(&tok, t0).unwrap().is_none());
+        assert!(a.get("", t0).unwrap().is_none());
+        assert!(
+            a.open("nobody", "password", t0).is_err(),
+            "no session without an account"
+        );
+        // Only the token's SHA-256 is in the database.
+        let tok = a.open("alice", "password", t0).unwrap();
+        drop(a);
+        let raw = std::fs::read(d.join(crate::fleet::db::DB_FILE)).unwrap();
+        let wal = std::fs::read(d.join(format!("{}-wal", crate::fleet::db::DB_FILE))).unwrap_or_default();
+        for bytes in [&raw, &wal] {
+            assert!(!bytes.windows(tok.len()).any(|w| w == tok.as_bytes()));
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn limiter_blocks_then_frees() {
-        let a = Auth::new(Limits {
-            per_user: 3,
-            per_addr: 5,
-            window: Duration::from_secs(60),
-            ..Limits::default()
-        });
+        let (a, d) = auth(
+            "limiter",
+            Limits {
+                per_user: 3,
+                per_addr: 5,
+                window: Duration::from_secs(60),
+                ..Limits::default()
+            },
+        );
+        let _ = std::fs::remove_dir_all(&d);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
@@ -301,7 +347,8 @@ mod tests {
 
     #[test]
     fn challenges_are_one_time_and_expire() {
-        let a = Auth::new(Limits::default());
+        let (a, d) = auth("challenge", Limits::default());
+        let _ = std::fs::remove_dir_all(&d);
         let t0 = Instant::now();
         let c = a.challenge(Purpose::Login, t0).unwrap();
         assert!(!a.take_challenge(&c, &Purpose::Register("a".into()), t0));

@@ -118,7 +118,12 @@ impl Data {
         }
     }
 
-    fn with_store<T>(&self, f: impl FnOnce(&mut dyn Backend) -> Result<T>) -> Result<T> {
+    /// Where the records are.
+    pub fn store_target(&self) -> &StoreTarget {
+        &self.store_target
+    }
+
+    pub(super) fn with_store<T>(&self, f: impl FnOnce(&mut dyn Backend) -> Result<T>) -> Result<T> {
         let mut g = lock(&self.store);
         if g.is_none() {
             let b: Box<dyn Backend> = match &self.store_target {

@@ -5,12 +5,13 @@
 //!
 //! Modules: `tls` (certificate, listener), `users` (accounts file), `auth` (sessions,
 //! login limiter, challenges), `webauthn` (passkey verification with its CBOR/COSE parsing),
-//! `data` (store queries and aggregates), `api` (routes and the session guard). Routes and
+//! `data` (store queries and aggregates), `lan` (a gateway agent's LAN devices), `api` (routes and the session guard). Routes and
 //! setup: docs/fleet-dashboard.md.
 
 pub mod api;
 pub mod auth;
 pub mod data;
+pub mod lan;
 pub mod tls;
 pub mod users;
 pub mod webauthn;
@@ -42,7 +43,8 @@ pub fn web_dir(data_dir: &Path) -> PathBuf {
 pub struct WebOptions {
     pub addr: SocketAddr,
     pub cert: tls::WebCert,
-    /// Where `users.json` is.
+    /// Where an accounts file of an older version (`users.json`) is imported from; accounts
+    /// and sessions are in the fleet database (`fleet`).
     pub users_dir: PathBuf,
     pub store: StoreTarget,
     pub fleet: crate::fleet::db::Target,
@@ -147,12 +149,28 @@ impl Drop for WebHandle {
 
 /// Builds the application state from the options (the router is `api::router(state)`).
 pub fn state(o: WebOptions) -> api::AppState {
+    let db = crate::fleet::db::SharedDb::new(&o.fleet);
     api::AppState {
         data: Arc::new(data::Data::new(o.store, o.fleet, o.places, o.labels, o.cache_ttl)),
-        auth: Arc::new(auth::Auth::new(o.limits)),
-        users: users::Users::new(&o.users_dir),
+        auth: Arc::new(auth::Auth::new(o.limits, db.clone())),
+        users: users::Users::new(db),
         argon: Arc::new(tokio::sync::Semaphore::new(2)),
     }
+}
+
+/// The accounts in the fleet database at `target`, after importing an accounts file of an
+/// older version from `web_dir` (`users.json`, then renamed `users.json.imported`) if one is
+/// there.
+pub fn accounts(target: &crate::fleet::db::Target, web_dir: &Path) -> Result<users::Users> {
+    let users = users::Users::open(target);
+    if let Some(n) = users.import_json(web_dir)? {
+        eprintln!(
+            "netvigil server: imported {n} dashboard account(s) from {} into {} (the file is now users.json.imported)",
+            web_dir.join("users.json").display(),
+            users.describe()
+        );
+    }
+    Ok(users)
 }
 
 /// Binds `opts.addr` and serves the dashboard over HTTPS on a thread of its own.
@@ -170,7 +188,7 @@ pub fn serve(opts: WebOptions) -> Result<WebHandle> {
     let st = state(opts);
     // The store handles (the synchronous postgres client runs a runtime of its own) must not
     // be dropped inside this runtime: the thread keeps the last reference and drops it after.
-    let keep = st.data.clone();
+    let keep = (st.data.clone(), st.users.db().clone());
     let app = api::router(st);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
@@ -230,7 +248,7 @@ pub fn start_for_server(
 ) -> Result<Option<WebHandle>> {
     let o = WebOptions::new(addr, data_dir, cert, db_url)?;
     let (source, generated) = (o.cert.source.clone(), o.cert.generated);
-    let users = users::Users::new(&o.users_dir);
+    let users = accounts(&o.fleet, &o.users_dir)?;
     let h = match serve(o) {
         Ok(h) => h,
         Err(e) => {
@@ -297,8 +315,12 @@ fn read_password() -> Result<String> {
 }
 
 /// Runs `netvigil server user ...`.
-pub fn user_command(data_dir: &Path, c: crate::fleet::UserCommand) -> Result<()> {
-    let users = users::Users::new(&web_dir(data_dir));
+pub fn user_command(
+    data_dir: &Path,
+    target: &crate::fleet::db::Target,
+    c: crate::fleet::UserCommand,
+) -> Result<()> {
+    let users = accounts(target, &web_dir(data_dir))?;
     let now_ms = crate::fleet::server::now_ns().div_euclid(1_000_000);
     match c {
         crate::fleet::UserCommand::Add { name, replace } => {
@@ -306,9 +328,9 @@ pub fn user_command(data_dir: &Path, c: crate::fleet::UserCommand) -> Result<()>
             let pw = read_password()?;
             users.add(&name, &pw, now_ms, replace)?;
             println!(
-                "{} {name} (argon2id hash in {}); a running server sees it at the next login",
+                "{} {name} (argon2id hash in {}); running servers see it at the next login",
                 if replace { "password set for" } else { "added" },
-                users.path().display()
+                users.describe()
             );
         }
         crate::fleet::UserCommand::List => {
@@ -320,7 +342,7 @@ pub fn user_command(data_dir: &Path, c: crate::fleet::UserCommand) -> Result<()>
             if !users.remove(&name)? {
                 anyhow::bail!("no account {name:?} (see netvigil server user list)");
             }
-            println!("removed {name}; a running server ends their sessions at their next request");
+            println!("removed {name}; their sessions have ended on every server");
         }
     }
     Ok(())

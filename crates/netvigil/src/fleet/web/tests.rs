@@ -168,7 +168,7 @@ fn fill(
         "198.51.100.0\t198.51.100.255\t64500\tDE\tShady Hosting\n203.0.113.0\t203.0.113.255\t64501\tUS\tTest Net\n",
     )
     .unwrap();
-    let u = users::Users::new(&super::web_dir(&dir));
+    let u = users::Users::open(&fleet_target);
     u.add("alice", PASSWORD, 1, false).unwrap();
     Fleet {
         dir,
@@ -420,7 +420,7 @@ fn every_route_but_the_allowed_list_needs_a_session() {
     let all = route_list();
     assert_eq!(
         all.len(),
-        19,
+        20,
         "a route was added or removed: walk it, document it"
     );
     let paths: Vec<String> = all
@@ -584,7 +584,7 @@ fn bad_passwords_unknown_users_and_the_limiter() {
     assert!(wait > 800 && wait <= 900, "{wait}");
     assert!(c.cookie.is_none());
     // Another account from the same address still works (address limit 5: 4 failures so far) ...
-    users::Users::new(&super::web_dir(&f.dir))
+    users::Users::open(&f.fleet_target)
         .add("bob", "bobs long password", 1, false)
         .unwrap();
     assert_eq!(c.login("bob", "bobs long password").status, 200);
@@ -627,11 +627,7 @@ fn removing_an_account_ends_its_sessions() {
     let mut c = Client::new(&h, &cert, &[&rustls::version::TLS13]);
     assert_eq!(c.login("alice", PASSWORD).status, 200);
     assert_eq!(c.get("/api/me").status, 200);
-    assert!(
-        users::Users::new(&super::web_dir(&f.dir))
-            .remove("alice")
-            .unwrap()
-    );
+    assert!(users::Users::open(&f.fleet_target).remove("alice").unwrap());
     assert_eq!(c.get("/api/me").status, 401);
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
@@ -771,10 +767,7 @@ fn passkeys_register_and_log_in_es256_and_eddsa() {
         r.body
     );
     // The stored counter moved to 3.
-    let u = users::Users::new(&super::web_dir(&f.dir))
-        .get("alice")
-        .unwrap()
-        .unwrap();
+    let u = users::Users::open(&f.fleet_target).get("alice").unwrap().unwrap();
     assert_eq!(u.passkeys[0].sign_count, 3);
     assert!(u.passkeys[0].last_used_ms.is_some());
     // An answer made for another origin: refused.
@@ -991,7 +984,7 @@ fn unplaced_addresses_and_private_destinations() {
         .unwrap()
         .chain[0]
         .clone();
-    let mut st = store::SqliteStore::open_dir(&f.dir).unwrap();
+    let mut st = store::SqliteStore::open(&f.dir.join(crate::fleet::db::RECORDS_FILE)).unwrap();
     for dev in 1..=3 {
         st.write_batch(&Batch {
             device: DeviceId(dev),
@@ -1066,6 +1059,9 @@ fn postgres_store_and_fleet_tables_underneath() {
     let p = c.get("/api/fleet/patterns?window=hour").json();
     assert_eq!(p["patterns"][0]["destination"], SHARED);
     assert_eq!(p["patterns"].as_array().unwrap().len(), 1);
+    // A gateway agent's LAN devices, from PostgreSQL's events.
+    write_lan(&mut st);
+    check_lan(&mut c);
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
 }
@@ -1108,6 +1104,183 @@ fn a_given_certificate_is_served() {
             .and_then(|_| s.flush())
             .is_err()
     );
+    h.stop();
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// Two servers' dashboards on one PostgreSQL database: a session made on one works on the
+/// other, a logout on one ends it on both, a restart keeps it, removing the account ends its
+/// sessions everywhere, and an old `users.json` of one server is imported for both.
+#[test]
+fn postgres_two_dashboards_share_accounts_and_sessions() {
+    let Some(pg) = pg_server::shared() else { return };
+    let db = pg.create_db("nv_fleetweb_two");
+    let url = db.url();
+    let target = Target::Postgres(url.clone());
+    let mut st = store::pg::PgStore::connect(&url, DeviceId(0)).unwrap();
+    let f = fill(
+        temp_dir("pg2"),
+        target.clone(),
+        super::StoreTarget::Postgres(url),
+        &mut st,
+    );
+    // Server B has its own data directory, with an accounts file of an older version.
+    let b_dir = temp_dir("pg2-b");
+    let b_web = super::web_dir(&b_dir);
+    std::fs::create_dir_all(&b_web).unwrap();
+    let hash = users::hash_password("the old file's password").unwrap();
+    let old = json!({"version": 1, "users": [
+        {"name": "olduser", "hash": hash, "created_ms": 3, "handle": "b2xk", "passkeys": []}]});
+    std::fs::write(b_web.join("users.json"), old.to_string()).unwrap();
+    super::accounts(&target, &b_web).unwrap();
+    assert!(b_web.join("users.json.imported").exists());
+    assert!(!b_web.join("users.json").exists());
+
+    let (ha, cert) = start(&f, Limits::default());
+    let (hb, _) = start(&f, Limits::default());
+    let mut a = Client::new(&ha, &cert, &[&rustls::version::TLS13]);
+    let mut b = Client::new(&hb, &cert, &[&rustls::version::TLS13]);
+    // Imported on B's start, known on A.
+    assert_eq!(a.login("olduser", "the old file's password").status, 200);
+    assert_eq!(a.req("POST", "/api/logout", None, &[]).status, 200);
+
+    // Made on A, valid on B.
+    assert_eq!(a.login("alice", PASSWORD).status, 200);
+    b.cookie = a.cookie.clone();
+    assert_eq!(b.get("/api/me").json()["user"], "alice");
+    assert_eq!(b.get("/api/devices").status, 200);
+    // Logout on A ends it on B.
+    assert_eq!(a.req("POST", "/api/logout", None, &[]).status, 200);
+    assert_eq!(b.get("/api/me").status, 401);
+    assert_eq!(b.get("/api/devices").status, 401);
+
+    // A restart of A logs nobody out.
+    assert_eq!(a.login("alice", PASSWORD).status, 200);
+    let kept = a.cookie.clone();
+    ha.stop();
+    let (ha, _) = start(&f, Limits::default());
+    let mut a = Client::new(&ha, &cert, &[&rustls::version::TLS13]);
+    a.cookie = kept;
+    assert_eq!(a.get("/api/me").json()["user"], "alice");
+
+    // Removing the account (by the admin command's code, on neither server) ends every
+    // session of it on both.
+    let mut b2 = Client::new(&hb, &cert, &[&rustls::version::TLS13]);
+    assert_eq!(b2.login("alice", PASSWORD).status, 200);
+    assert_eq!(b2.get("/api/me").status, 200);
+    assert!(users::Users::open(&target).remove("alice").unwrap());
+    assert_eq!(a.get("/api/me").status, 401);
+    assert_eq!(b2.get("/api/me").status, 401);
+    assert_eq!(b2.login("alice", PASSWORD).status, 401);
+    // Only the tokens' SHA-256 are in the table: the cookie value is not.
+    let mut c = db.client();
+    let n: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM fleet_sessions WHERE hash = $1",
+            &[&a.cookie.clone().unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let kept: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM fleet_sessions WHERE user_name = 'olduser'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0, "a logout deletes the row");
+    ha.stop();
+    hb.stop();
+    let _ = std::fs::remove_dir_all(&f.dir);
+    let _ = std::fs::remove_dir_all(&b_dir);
+}
+
+// ---- LAN devices of a gateway agent -------------------------------------------------------------
+
+/// A gateway agent's `device` record (docs/records.md) at `ts`.
+fn lan_record(ts: &str, mac: &str, host: Option<&str>, mdns: &[&str], ipv4: &str) -> Record {
+    let line = json!({"type": "device", "v": 1, "ts": ts, "event": "seen", "mac": mac,
+        "mac_private": false, "vendor": "Apple, Inc.", "name": host, "hostname": host,
+        "vendor_class": null, "mdns_names": mdns, "mdns_instances": [], "ipv4": [ipv4],
+        "ipv6": [], "first_seen": "2026-01-02T03:04:05Z", "changed": []});
+    Record::from_json(&line.to_string()).unwrap()
+}
+
+/// Writes, for device 3: a phone seen, then changed (an mDNS name learnt), with a flow from its
+/// address a minute ago; and a TV seen once, long ago.
+fn write_lan(st: &mut dyn store::Backend) {
+    let mut recent = flow(9001, 0, now_ns() - 60_000_000_000, "203.0.113.11", None, 5);
+    if let Record::Flow(f) = &mut recent {
+        f.client.ip = "192.168.77.10".parse().unwrap();
+    }
+    st.write_batch(&Batch {
+        device: DeviceId(3),
+        records: vec![
+            lan_record(
+                "2026-01-02T03:04:05Z",
+                "3c:22:fb:00:77:10",
+                Some("alices-iphone"),
+                &[],
+                "192.168.77.10",
+            ),
+            lan_record(
+                "2026-01-02T03:05:00Z",
+                "3c:22:fb:00:77:10",
+                Some("alices-iphone"),
+                &["Alices-iPhone.local"],
+                "192.168.77.10",
+            ),
+            lan_record(
+                "2026-01-01T00:00:00Z",
+                "00:09:df:00:00:01",
+                None,
+                &["tv.local"],
+                "192.168.77.20",
+            ),
+            recent,
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+}
+
+fn check_lan(c: &mut Client) {
+    let j = c.get("/api/devices/3/lan").json();
+    let devs = j["lan_devices"].as_array().unwrap();
+    assert_eq!(devs.len(), 2, "{j}");
+    let phone = &devs[0];
+    assert_eq!(phone["mac"], "3c:22:fb:00:77:10", "seen a minute ago: first");
+    assert_eq!(phone["vendor"], "Apple, Inc.");
+    assert_eq!(phone["hostname"], "alices-iphone");
+    assert_eq!(
+        phone["mdns_name"], "Alices-iPhone.local",
+        "the newest record counts"
+    );
+    let last = phone["last_seen_ms"].as_i64().unwrap();
+    let now_ms = now_ns() / 1_000_000;
+    assert!(last > now_ms - 120_000 && last <= now_ms, "from the flow: {last}");
+    let tv = &devs[1];
+    assert_eq!(tv["mac"], "00:09:df:00:00:01");
+    assert_eq!(tv["hostname"], Value::Null);
+    assert_eq!(tv["mdns_name"], "tv.local");
+    assert_eq!(tv["last_seen_ms"], 1_767_225_600_000i64, "its record's time");
+    // A device without gateway records: an empty list; an unknown device: 404.
+    assert_eq!(c.get("/api/devices/1/lan").json()["lan_devices"], json!([]));
+    assert_eq!(c.get("/api/devices/99/lan").status, 404);
+}
+
+#[test]
+fn lan_devices_of_a_gateway_agent() {
+    let f = fleet();
+    let mut st = store::SqliteStore::open(&f.dir.join(crate::fleet::db::RECORDS_FILE)).unwrap();
+    write_lan(&mut st);
+    drop(st);
+    let (h, cert) = start(&f, Limits::default());
+    let mut c = Client::new(&h, &cert, &[&rustls::version::TLS13]);
+    assert_eq!(c.get("/api/devices/3/lan").status, 401);
+    assert_eq!(c.login("alice", PASSWORD).status, 200);
+    check_lan(&mut c);
     h.stop();
     let _ = std::fs::remove_dir_all(&f.dir);
 }

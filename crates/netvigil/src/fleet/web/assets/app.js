@@ -164,11 +164,16 @@ async function loadDevice() {
   document.body.dataset.device = '';
   if (!id) { $('device-view').classList.add('hidden'); return; }
   const w = $('device-window').value;
-  const [apps, flows, alerts] = await Promise.all([
+  const [apps, flows, alerts, lan] = await Promise.all([
     api('/api/devices/' + id + '/apps?window=' + w),
     api('/api/devices/' + id + '/flows?limit=200'),
     api('/api/devices/' + id + '/alerts?limit=50'),
+    api('/api/devices/' + id + '/lan'),
   ]);
+  fill($('device-lan').tBodies[0], lan.lan_devices.map((d) =>
+    row([d.mac, d.vendor || (d.mac_private ? '(private address)' : ''), d.hostname || '', d.mdns_name || '',
+      [...d.ipv4, ...d.ipv6].join(' '), when(d.last_seen_ms)])));
+  $('device-lan-panel').classList.toggle('hidden', !lan.lan_devices.length);
   fill($('device-apps').tBodies[0], apps.apps.map((a) =>
     row([a.app, a.flows, bytes(a.bytes_in), bytes(a.bytes_out), a.remotes], [1, 2, 3, 4])));
   fill($('device-flows').tBodies[0], flows.flows.map((f) =>

@@ -201,6 +201,8 @@ fn fleet_dashboard_in_headless_chromium() {
     let out = std::env::var_os("NETVIGIL_TEST_OUT").map_or_else(|| temp_dir("screens"), PathBuf::from);
     std::fs::create_dir_all(&out).unwrap();
     let f = fleet();
+    // Device 3 is a gateway: two LAN devices.
+    super::write_lan(&mut store::SqliteStore::open(&f.dir.join(crate::fleet::db::RECORDS_FILE)).unwrap());
     let (h, _) = start(&f, Limits::default());
     let cert = tls::WebCert::load_or_create(&crate::fleet::web::web_dir(&f.dir), &[]).unwrap();
     let spki = cert.spki_sha256_base64().unwrap();
@@ -261,6 +263,31 @@ fn fleet_dashboard_in_headless_chromium() {
             .contains("for the first time")
     );
     d.screenshot(&out.join("fleet-device-1280x800.png"));
+    assert_eq!(
+        d.js("return document.getElementById('device-lan-panel').classList.contains('hidden')"),
+        json!(true),
+        "no LAN devices panel for an agent that is not a gateway"
+    );
+    // The gateway: its LAN devices, the one seen last first.
+    d.js("const p = document.getElementById('device-picker'); p.value = '3'; p.dispatchEvent(new Event('change'));");
+    d.wait("return document.body.dataset.device === '3'", "device 3");
+    let lan = d.js("return [...document.querySelectorAll('#device-lan tbody tr')].map(r => [...r.children].map(c => c.textContent))");
+    let lan = lan.as_array().unwrap();
+    assert_eq!(lan.len(), 2, "{lan:?}");
+    assert_eq!(
+        lan[0].as_array().unwrap()[..5],
+        [
+            json!("3c:22:fb:00:77:10"),
+            json!("Apple, Inc."),
+            json!("alices-iphone"),
+            json!("Alices-iPhone.local"),
+            json!("192.168.77.10")
+        ]
+    );
+    assert_eq!(lan[1][0], json!("00:09:df:00:00:01"));
+    assert_eq!(lan[1][5], json!("2026-01-01 00:00:00Z"));
+    d.js("document.getElementById('device-lan-panel').scrollIntoView()");
+    d.screenshot(&out.join("fleet-lan-devices-1280x800.png"));
 
     // Fleet view and patterns.
     d.js("document.querySelector('.tab[data-view=fleet]').click()");
@@ -318,7 +345,7 @@ fn fleet_dashboard_in_headless_chromium() {
         "GET",
     );
     assert_eq!(creds.as_array().unwrap().len(), 1, "{creds}");
-    let stored = crate::fleet::web::users::Users::new(&crate::fleet::web::web_dir(&f.dir))
+    let stored = crate::fleet::web::users::Users::open(&f.fleet_target)
         .get("alice")
         .unwrap()
         .unwrap();
@@ -339,7 +366,7 @@ fn fleet_dashboard_in_headless_chromium() {
     d.js("window.__me = null; fetch('/api/me').then(r => r.json()).then(j => window.__me = j)");
     d.wait("return window.__me !== null", "/api/me");
     assert_eq!(d.js("return window.__me.method"), json!("passkey"));
-    let after = crate::fleet::web::users::Users::new(&crate::fleet::web::web_dir(&f.dir))
+    let after = crate::fleet::web::users::Users::open(&f.fleet_target)
         .get("alice")
         .unwrap()
         .unwrap();
