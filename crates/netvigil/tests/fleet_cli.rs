@@ -1,36 +1,15 @@
 //! Fleet mode through the binary, on loopback only: a server, a token, an agent enrolled with
 //! it, then `netvigil run` on the agent streams its records up (socket-table mode: no
-//! privilege needed), and the server's agent list shows the batches it committed.
+//! privilege needed), the server's agent list shows the batches it committed, and its HTTPS
+//! dashboard, logged in with an account added from the command line, shows the same device
+//! with the same last batch.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fleet::*;
 use common::*;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netvigil"))
-        .args(args)
-        .output()
-        .expect("run netvigil")
-}
-
-fn field<'a>(text: &'a str, key: &str) -> &'a str {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key:?} in {text}"))
-}
 
 #[test]
 fn an_enrolled_agent_streams_its_records_to_the_server() {
@@ -43,58 +22,19 @@ fn an_enrolled_agent_streams_its_records_to_the_server() {
         config.to_str().unwrap(),
     );
 
-    // The server, on a free loopback port: its address and fingerprint come on stderr.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netvigil"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir", s])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("netvigil server");
-    let stderr = child.stderr.take().unwrap();
-    let _server = Kill(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let listening = lines.next().expect("the server says where it listens").unwrap();
-    let addr = listening
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{listening}"))
-        .to_string();
+    // The server, agents and dashboard on free loopback ports: the addresses come on stderr.
+    let server = start_server(&server_dir, true);
+    let addr = server.addr.clone();
 
-    let out = nv(&["server", "token", "--ttl", "10m", "--data-dir", s]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (token, fingerprint) = (field(&text, "token:"), field(&text, "fingerprint:"));
-
-    let out = nv(&[
-        "agent",
-        "enroll",
-        "--server",
-        &addr,
-        "--token",
-        token,
-        "--fingerprint",
-        fingerprint,
-        "--data-dir",
-        a,
-    ]);
+    let (token, fingerprint) = new_token(&server_dir);
+    let out = enroll(&addr, &token, &fingerprint, &agent_dir);
     assert!(
         out.status.success(),
         "enroll: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The token was spent: a second enrollment with it is refused.
-    let again = nv(&[
-        "agent",
-        "enroll",
-        "--server",
-        &addr,
-        "--token",
-        token,
-        "--fingerprint",
-        fingerprint,
-        "--data-dir",
-        temp_dir("fleet-agent-2").to_str().unwrap(),
-    ]);
+    let again = enroll(&addr, &token, &fingerprint, &temp_dir("fleet-agent-2"));
     assert!(!again.status.success(), "a spent token must be refused");
 
     // `run` on the enrolled agent, in socket-table mode: a loopback connection held open by
@@ -138,12 +78,29 @@ fn an_enrolled_agent_streams_its_records_to_the_server() {
     assert!(t.elapsed() < Duration::from_secs(30));
 
     // The server committed them: its agent list shows a batch number above zero.
-    let agents = nv(&["server", "agents", "--data-dir", s]);
-    let agents = String::from_utf8_lossy(&agents.stdout);
-    let last: u64 = agents
-        .split("last batch ")
-        .nth(1)
-        .and_then(|r| r.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{agents}"));
-    assert!(last >= 1, "{agents}");
+    let last = last_batches(&server_dir);
+    assert_eq!(last.len(), 1, "one enrolled agent: {last:?}");
+    assert!(last[0] >= 1, "{last:?}");
+
+    // The dashboard reads what the agent listener stored: an account from the command line,
+    // a password login over HTTPS, and the device with the same last batch.
+    let pw = "a long enough password";
+    let out = nv_stdin(
+        &["server", "user", "add", "alice", "--data-dir", s],
+        &format!("{pw}\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let web = server.web.as_deref().expect("the dashboard address");
+    let cert = cert_der(&server_dir);
+    let cookie = login(web, &cert, "alice", pw);
+    let (st, _, body) = https(web, &cert, "GET", "/api/devices", Some(&cookie), "");
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let devices = v["devices"].as_array().unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(devices.len(), 1, "{body}");
+    assert_eq!(devices[0]["last_batch"].as_u64(), Some(last[0]), "{body}");
+    assert_eq!(devices[0]["revoked"].as_bool(), Some(false), "{body}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&server_dir);
+    let _ = std::fs::remove_dir_all(&agent_dir);
 }

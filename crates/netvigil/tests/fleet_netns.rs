@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fleet::{field, read_to_string_on_thread};
 use common::netns::{Guard, Netns, need_root, python, sh};
 use common::temp_dir;
 use store::Backend as _;
@@ -81,13 +82,6 @@ fn output(mut c: Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn field<'a>(text: &'a str, key: &str) -> &'a str {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
 }
 
 /// `netvigil server` in `ns`, started once it says where it listens.
@@ -160,19 +154,11 @@ fn start_run(ns: &str, data: &Path, config: &Path, seconds: u32) -> Run {
     .stderr(Stdio::piped())
     .spawn()
     .expect("netvigil run");
-    let (mut o, mut e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (o, e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     Run {
         child,
-        out: std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = o.read_to_string(&mut s);
-            s
-        }),
-        err: std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = e.read_to_string(&mut s);
-            s
-        }),
+        out: read_to_string_on_thread(o),
+        err: read_to_string_on_thread(e),
     }
 }
 

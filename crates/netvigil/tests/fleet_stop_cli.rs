@@ -6,33 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read as _};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::fleet::*;
 use common::*;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netvigil"))
-        .args(args)
-        .output()
-        .expect("run netvigil")
-}
-
-fn field<'a>(text: &'a str, key: &str) -> &'a str {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {key:?} in {text}"))
-}
 
 const CONNECTION: &str = "\"type\":\"connection\"";
 
@@ -41,54 +19,17 @@ fn sigterm_stops_the_server_and_every_acknowledged_batch_is_stored() {
     let (server_dir, agent_dir) = (temp_dir("stop-server"), temp_dir("stop-agent"));
     let config = agent_dir.join("config.toml");
     std::fs::write(&config, "").unwrap();
-    let (s, a, c) = (
-        server_dir.to_str().unwrap(),
-        agent_dir.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netvigil"))
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--web",
-            "127.0.0.1:0",
-            "--data-dir",
-            s,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("netvigil server");
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let mut server = Kill(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let listening = lines.next().expect("the server says where it listens").unwrap();
-    let addr = listening
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{listening}"))
-        .to_string();
-    // The rest of the server's lines, read on a thread (the pipe must not fill).
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (a, c) = (agent_dir.to_str().unwrap(), config.to_str().unwrap());
+    let Server {
+        child: mut server,
+        addr,
+        log,
+        ..
+    } = start_server(&server_dir, true);
+    let pid = server.0.id();
 
-    let out = nv(&["server", "token", "--ttl", "10m", "--data-dir", s]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (token, fingerprint) = (field(&text, "token:"), field(&text, "fingerprint:"));
-    let out = nv(&[
-        "agent",
-        "enroll",
-        "--server",
-        &addr,
-        "--token",
-        token,
-        "--fingerprint",
-        fingerprint,
-        "--data-dir",
-        a,
-    ]);
+    let (token, fingerprint) = new_token(&server_dir);
+    let out = enroll(&addr, &token, &fingerprint, &agent_dir);
     assert!(
         out.status.success(),
         "enroll: {}",
@@ -96,7 +37,7 @@ fn sigterm_stops_the_server_and_every_acknowledged_batch_is_stored() {
     );
 
     // The agent, for 7 s; batches go up at least once a second.
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_netvigil"))
+    let mut agent = netvigil()
         .args([
             "--config",
             c,
@@ -117,18 +58,8 @@ fn sigterm_stops_the_server_and_every_acknowledged_batch_is_stored() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("netvigil run");
-    let mut agent_out = agent.stdout.take().unwrap();
-    let mut agent_err = agent.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = agent_out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = agent_err.read_to_string(&mut s);
-        s
-    });
+    let out_reader = read_to_string_on_thread(agent.stdout.take().unwrap());
+    let err_reader = read_to_string_on_thread(agent.stderr.take().unwrap());
     let agent = Kill(agent);
 
     // Loopback connections for 5 s (each open 300 ms, at most 500): connection records.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests of the `netvigil` binary.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod fleet;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

@@ -205,7 +205,9 @@ impl Data {
                 limit: Some(1),
                 ..Query::default()
             };
-            let (last, flows) = self.with_store(|s| {
+            // The last batch comes from the store (the fleet database does not keep it), as
+            // `netvigil server agents` reads it.
+            let (last, flows, last_batch) = self.with_store(|s| {
                 let last = s.flows(&q)?.first().map(|f| f.end.max(f.start));
                 let flows: u64 = s
                     .rollups(
@@ -218,7 +220,7 @@ impl Data {
                     .iter()
                     .map(|r| r.flows)
                     .sum();
-                Ok((last, flows))
+                Ok((last, flows, s.source_seq(a.device)?))
             })?;
             out.push(json!({
                 "device": a.device.0,
@@ -228,7 +230,7 @@ impl Data {
                 "revoked_ms": a.revoked.map(ns_to_ms),
                 "last_seen_ms": last.map(ns_to_ms),
                 "flows": flows,
-                "last_batch": a.last_seq,
+                "last_batch": last_batch,
             }));
         }
         Ok(json!({ "devices": out }))
