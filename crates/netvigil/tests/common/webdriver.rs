@@ -3,8 +3,9 @@
 //! Chromium reaches only loopback: everything else goes to a dead proxy (127.0.0.1:9; loopback
 //! is never proxied); background networking, sync and updates are off.
 //!
-//! Shared by the unit browser test (`src/web/tests/browser.rs`, through `#[path]`) and the
-//! live-session test (`tests/web_live_browser.rs`). Needs `chromium` and `chromium-driver`.
+//! Shared by the unit browser tests (`src/web/tests/browser.rs` and
+//! `src/fleet/web/tests/browser.rs`, through `#[path]`) and the live-session test
+//! (`tests/web_live_browser.rs`). Needs `chromium` and `chromium-driver`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -88,6 +89,17 @@ impl Driver {
     /// Starts chromedriver on a free port and opens a session (window 1280x800). `profile` is
     /// a fresh folder for Chromium's profile (removed on drop).
     pub fn start(profile: PathBuf) -> Driver {
+        Driver::start_with(profile, None)
+    }
+
+    /// As [`Driver::start`], for an HTTPS server whose self-signed certificate has the public
+    /// key with this SHA-256 (base64): trusted by its key, not just clicked through (WebAuthn
+    /// refuses pages with certificate errors).
+    pub fn start_trusting(profile: PathBuf, spki_sha256: &str) -> Driver {
+        Driver::start_with(profile, Some(spki_sha256))
+    }
+
+    fn start_with(profile: PathBuf, spki_sha256: Option<&str>) -> Driver {
         let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
             .expect("chromedriver not found: apt-get install chromium chromium-driver");
         let browser = find(&["/usr/lib/chromium/chromium", "/usr/bin/chromium"])
@@ -112,7 +124,7 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::fs::create_dir_all(&d.profile).unwrap();
-        let args = [
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -128,10 +140,16 @@ impl Driver {
             format!("--user-data-dir={}", d.profile.display()),
             "--window-size=1280,800".into(),
         ];
-        let caps = json!({"capabilities": {"alwaysMatch": {
+        let mut always = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": browser, "args": args},
-        }}});
+            "goog:chromeOptions": {"binary": browser},
+        });
+        if let Some(spki) = spki_sha256 {
+            args.push(format!("--ignore-certificate-errors-spki-list={spki}"));
+            always["acceptInsecureCerts"] = json!(true);
+        }
+        always["goog:chromeOptions"]["args"] = json!(args);
+        let caps = json!({"capabilities": {"alwaysMatch": always}});
         let v = d.call("POST", "/session", Some(caps));
         d.session = v["sessionId"].as_str().expect("a WebDriver session").to_string();
         d
@@ -174,18 +192,23 @@ impl Driver {
         )
     }
 
-    /// Polls `script` until it returns true, for at most `secs` seconds.
+    /// Polls `script` until it returns true, for at most `secs` seconds; on a time-out the
+    /// panic shows the start of the page's text.
     pub fn wait_for(&self, script: &str, what: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while self.js(script) != json!(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; page says: {}",
+                self.js("return document.body.innerText.slice(0, 2000)")
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Polls `script` until it returns true (at most 15 s).
+    /// Polls `script` until it returns true (at most 20 s).
     pub fn wait(&self, script: &str, what: &str) {
-        self.wait_for(script, what, 15);
+        self.wait_for(script, what, 20);
     }
 
     /// Sets the viewport (CSS pixels) through the DevTools device-metrics override.

@@ -9,197 +9,24 @@
 //! in with that passkey, and the phone-sized layout without horizontal overflow. Screenshots
 //! at 1280x800 and 390x844 go to `$NETVIGIL_TEST_OUT` (default: a temp folder, printed).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+// The same file as `crate::web::tests::browser::webdriver` (this test binary holds it twice,
+// one copy per browser test module, rather than opening up the dashboard's private test tree).
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../../../tests/common/webdriver.rs"]
+mod webdriver;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use webdriver::Driver;
 
 use super::{PASSWORD, SHARED, fleet, start, temp_dir};
 use crate::fleet::web::auth::Limits;
 use crate::fleet::web::tls;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Plain HTTP/1.1 to chromedriver.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    let mut status_line = String::new();
-    r.read_line(&mut status_line).unwrap();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut len = None;
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse::<usize>().ok();
-        }
-    }
-    let mut body = Vec::new();
-    match len {
-        Some(n) => {
-            body.resize(n, 0);
-            r.read_exact(&mut body).unwrap();
-        }
-        None => {
-            r.read_to_end(&mut body).unwrap();
-        }
-    }
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-struct Driver {
-    child: Child,
-    addr: SocketAddr,
-    session: String,
-    profile: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if !self.session.is_empty() && !std::thread::panicking() {
-            let _ = http(self.addr, "DELETE", &format!("/session/{}", self.session), "");
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn find(paths: &[&str]) -> Option<PathBuf> {
-    paths.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-impl Driver {
-    fn start(spki: &str) -> Driver {
-        let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
-            .expect("chromedriver not found: apt-get install chromium chromium-driver");
-        let browser = find(&["/usr/lib/chromium/chromium", "/usr/bin/chromium"])
-            .expect("chromium not found: apt-get install chromium chromium-driver");
-        let port = free_port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let profile = temp_dir("chromium-profile");
-        let args = [
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-extensions".into(),
-            "--disable-default-apps".into(),
-            "--disable-dev-shm-usage".into(),
-            "--proxy-server=http://127.0.0.1:9".into(),
-            // The self-signed certificate is trusted by its key (not just clicked through):
-            // WebAuthn refuses pages with certificate errors.
-            format!("--ignore-certificate-errors-spki-list={spki}"),
-            format!("--user-data-dir={}", profile.display()),
-            "--window-size=1280,800".into(),
-        ];
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "acceptInsecureCerts": true,
-            "goog:chromeOptions": {"binary": browser, "args": args},
-        }}});
-        let mut d = Driver {
-            child,
-            addr,
-            session: String::new(),
-            profile,
-        };
-        let v = d.call("POST", "/session", Some(caps));
-        d.session = v["sessionId"].as_str().expect("a WebDriver session").to_string();
-        d
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let (st, text) = http(self.addr, method, path, &body);
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
-        assert_eq!(st, 200, "{method} {path}: {v}");
-        v.get("value").cloned().unwrap_or(v)
-    }
-
-    fn s(&self, what: &str, body: Option<Value>, method: &str) -> Value {
-        self.call(method, &format!("/session/{}/{what}", self.session), body)
-    }
-
-    fn go(&self, url: &str) {
-        self.s("url", Some(json!({ "url": url })), "POST");
-    }
-
-    fn js(&self, script: &str) -> Value {
-        self.s(
-            "execute/sync",
-            Some(json!({"script": script, "args": []})),
-            "POST",
-        )
-    }
-
-    /// Polls `script` until it returns true (bounded).
-    fn wait(&self, script: &str, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.js(script) != json!(true) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; page says: {}",
-                self.js("return document.body.innerText.slice(0, 2000)")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn screenshot(&self, path: &Path) {
-        let b64 = self.s("screenshot", None, "GET");
-        let png = crate::fleet::web::webauthn::b64url_decode(b64.as_str().unwrap()).unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(path, png).unwrap();
-    }
-}
-
 const STATUS: &str = "return document.getElementById('login-status').textContent";
 
 #[test]
 fn fleet_dashboard_in_headless_chromium() {
-    let out = std::env::var_os("NETVIGIL_TEST_OUT").map_or_else(|| temp_dir("screens"), PathBuf::from);
-    std::fs::create_dir_all(&out).unwrap();
+    let out = webdriver::out_dir(temp_dir("screens"));
     let f = fleet();
     // Device 3 is a gateway: two LAN devices.
     super::write_lan(&mut store::SqliteStore::open(&f.dir.join(crate::fleet::db::RECORDS_FILE)).unwrap());
@@ -207,7 +34,7 @@ fn fleet_dashboard_in_headless_chromium() {
     let cert = tls::WebCert::load_or_create(&crate::fleet::web::web_dir(&f.dir), &[]).unwrap();
     let spki = cert.spki_sha256_base64().unwrap();
     let base = format!("https://localhost:{}", h.addr.port());
-    let d = Driver::start(&spki);
+    let d = Driver::start_trusting(temp_dir("chromium-profile"), &spki);
     d.go(&format!("{base}/"));
     d.wait("return document.body.dataset.state === 'login'", "the login form");
     assert_eq!(d.js("return location.protocol"), json!("https:"));
