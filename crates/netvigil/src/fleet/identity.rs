@@ -106,8 +106,8 @@ impl Identity {
     }
 }
 
-/// One DER TLV.
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+/// One DER TLV (also used by the dashboard's certificate maker, `fleet::web::tls`).
+pub(crate) fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let n = content.len();
     if n < 0x80 {

@@ -182,6 +182,17 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     let is_api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    security_headers(h);
+    if is_api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The headers every dashboard answer carries (this one and the fleet server's): a strict
+/// content security policy (own scripts and styles only, no frames), no MIME sniffing, no
+/// framing, no referrer.
+pub(crate) fn security_headers(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -195,10 +206,6 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if is_api {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    resp
 }
 
 async fn index(State(st): State<AppState>) -> Response {

@@ -252,19 +252,7 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
 
 fn headers_on(mut resp: Response, host: &str) -> Response {
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    crate::web::api::security_headers(h);
     // HSTS binds a host name on every port: not for localhost or bare addresses, where other
     // local services may speak plain HTTP.
     let name = host_name(host);
