@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod netns;
+pub mod pinned;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

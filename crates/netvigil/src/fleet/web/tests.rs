@@ -7,6 +7,9 @@
 
 mod browser;
 mod iface;
+#[allow(dead_code)]
+#[path = "../../../tests/common/pinned.rs"]
+mod pinned;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use engine::Endpoint;
 use engine::Record;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use store::{AlertRow, Backend as _, Batch, DeviceId, Severity};
@@ -202,45 +205,6 @@ pub(super) fn start(f: &Fleet, limits: Limits) -> (WebHandle, CertificateDer<'st
 
 // ---- a pinned HTTPS client ------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Pinned(CertificateDer<'static>, Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.0.as_ref() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the pinned certificate".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// One HTTPS client: the pinned certificate, the server address, the Host it names, and a
 /// cookie jar of one cookie.
 pub(super) struct Client {
@@ -274,15 +238,8 @@ impl Client {
         cert: &CertificateDer<'static>,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Client {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned(cert.clone(), provider)))
-            .with_no_client_auth();
         Client {
-            cfg: Arc::new(cfg),
+            cfg: pinned::pinned_config(cert, versions),
             addr: h.addr,
             host: format!("localhost:{}", h.addr.port()),
             cookie: None,
@@ -1089,15 +1046,8 @@ fn a_given_certificate_is_served() {
     assert_eq!(c.login("alice", PASSWORD).status, 200);
     // The generated one is not what is served: a client pinned to it fails the handshake.
     let generated = tls::WebCert::load_or_create(&super::web_dir(&f.dir), &[]).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned(generated.chain[0].clone(), provider)))
-        .with_no_client_auth();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("localhost").unwrap()).unwrap();
+    let cfg = pinned::pinned_config(&generated.chain[0], rustls::DEFAULT_VERSIONS);
+    let conn = rustls::ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
     let mut s = rustls::StreamOwned::new(conn, TcpStream::connect(h.addr).unwrap());
     assert!(
         s.write_all(b"GET / HTTP/1.1\r\n\r\n")
