@@ -44,22 +44,7 @@ fn an_enrolled_agent_streams_its_records_to_the_server() {
     let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let _accepted = listener.accept().unwrap();
     let t = Instant::now();
-    let run = nv(&[
-        "--config",
-        c,
-        "run",
-        "--no-capture",
-        "--no-web",
-        "--no-rdns",
-        "--poll-ms",
-        "200",
-        "--duration",
-        "3",
-        "--data-dir",
-        a,
-        "--events",
-        "-",
-    ]);
+    let run = nv(&agent_run_args(c, a, "200", "3"));
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "run: {err}");
     assert!(

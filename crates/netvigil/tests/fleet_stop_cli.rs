@@ -38,22 +38,7 @@ fn sigterm_stops_the_server_and_every_acknowledged_batch_is_stored() {
 
     // The agent, for 7 s; batches go up at least once a second.
     let mut agent = netvigil()
-        .args([
-            "--config",
-            c,
-            "run",
-            "--no-capture",
-            "--no-web",
-            "--no-rdns",
-            "--poll-ms",
-            "100",
-            "--duration",
-            "7",
-            "--data-dir",
-            a,
-            "--events",
-            "-",
-        ])
+        .args(agent_run_args(c, a, "100", "7"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

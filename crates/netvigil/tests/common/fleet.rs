@@ -144,6 +144,33 @@ pub fn enroll(addr: &str, token: &str, fingerprint: &str, agent_dir: &Path) -> O
     ])
 }
 
+/// `netvigil --config CONFIG run` as an enrolled agent in socket-table mode (no capture, no
+/// dashboard, no reverse DNS), polling every `poll_ms`, for `secs` seconds, its records on
+/// stdout.
+pub fn agent_run_args<'a>(
+    config: &'a str,
+    agent_dir: &'a str,
+    poll_ms: &'a str,
+    secs: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--config",
+        config,
+        "run",
+        "--no-capture",
+        "--no-web",
+        "--no-rdns",
+        "--poll-ms",
+        poll_ms,
+        "--duration",
+        secs,
+        "--data-dir",
+        agent_dir,
+        "--events",
+        "-",
+    ]
+}
+
 /// The `last batch N` numbers of `netvigil server agents`, in its order.
 pub fn last_batches(server_dir: &Path) -> Vec<u64> {
     let out = nv(&["server", "agents", "--data-dir", server_dir.to_str().unwrap()]);
