@@ -5,15 +5,10 @@
 use std::path::PathBuf;
 
 fn shared_pcaps() -> PathBuf {
-    // NETVIGIL_SHARED, else ../shared beside the checkout, else /work/shared.
+    // NETVIGIL_SHARED, else ../shared beside the checkout (as CI has it).
     let beside = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"));
     let dir = std::env::var_os("NETVIGIL_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or(if beside.is_dir() {
-            beside
-        } else {
-            PathBuf::from("/work/shared")
-        })
+        .map_or(beside, PathBuf::from)
         .join("pcaps");
     assert!(
         dir.is_dir(),
