@@ -130,6 +130,26 @@ fn time_conds(f: &mut Filter, alias: &str, ns_col: &str, since: Option<i64>, unt
     }
 }
 
+/// The condition for `--host H` on an alias with `client_ip`, `server_ip` and `domain`
+/// columns (flows and events); `false` when nothing can match (a domain never stored).
+fn host_cond(s: &mut PgStore, h: &str, alias: &str, f: &mut Filter) -> Result<bool, StoreError> {
+    match resolve_host(s, h)? {
+        HostMatch::Ip(ip) => {
+            let p = f.p(ip);
+            f.cond(format!("({alias}.client_ip = {p} OR {alias}.server_ip = {p})"));
+        }
+        HostMatch::Domain(ids) => {
+            if ids.is_empty() {
+                return Ok(false);
+            }
+            let n = ids.len();
+            let p = f.p(ids);
+            f.cond(any_of(&format!("{alias}.domain"), &p, n));
+        }
+    }
+    Ok(true)
+}
+
 /// Conditions of `q` on a flows alias, or `None` when nothing can match (an app or host that
 /// was never stored).
 pub(crate) fn flow_filter(
@@ -155,21 +175,10 @@ pub(crate) fn flow_filter(
             any_of(&format!("{alias}.exe"), &p, n)
         ));
     }
-    if let Some(h) = &q.host {
-        match resolve_host(s, h)? {
-            HostMatch::Ip(ip) => {
-                let p = f.p(ip);
-                f.cond(format!("({alias}.client_ip = {p} OR {alias}.server_ip = {p})"));
-            }
-            HostMatch::Domain(ids) => {
-                if ids.is_empty() {
-                    return Ok(false);
-                }
-                let n = ids.len();
-                let p = f.p(ids);
-                f.cond(any_of(&format!("{alias}.domain"), &p, n));
-            }
-        }
+    if let Some(h) = &q.host
+        && !host_cond(s, h, alias, f)?
+    {
+        return Ok(false);
     }
     time_conds(f, alias, "start_ns", q.since, q.until);
     Ok(true)
@@ -196,21 +205,10 @@ pub(crate) fn event_filter(
         let p = f.p(ids);
         f.cond(any_of(&format!("{alias}.app"), &p, n));
     }
-    if let Some(h) = &q.host {
-        match resolve_host(s, h)? {
-            HostMatch::Ip(ip) => {
-                let p = f.p(ip);
-                f.cond(format!("({alias}.client_ip = {p} OR {alias}.server_ip = {p})"));
-            }
-            HostMatch::Domain(ids) => {
-                if ids.is_empty() {
-                    return Ok(false);
-                }
-                let n = ids.len();
-                let p = f.p(ids);
-                f.cond(any_of(&format!("{alias}.domain"), &p, n));
-            }
-        }
+    if let Some(h) = &q.host
+        && !host_cond(s, h, alias, f)?
+    {
+        return Ok(false);
     }
     time_conds(f, alias, "ts_ns", q.since, q.until);
     Ok(true)
