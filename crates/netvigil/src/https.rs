@@ -1017,7 +1017,9 @@ pub(crate) mod testing {
         let _ = s.flush();
     }
 
-    fn read_request(s: &mut impl Read, sni: Option<String>) -> Option<Seen> {
+    /// One HTTP/1.1 request (head and a `Content-Length` body) from `s`; `None` when the
+    /// client goes away first.
+    pub fn read_request(s: &mut impl Read, sni: Option<String>) -> Option<Seen> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let head_end = loop {

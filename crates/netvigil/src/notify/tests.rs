@@ -109,45 +109,12 @@ impl Drop for Receiver {
 }
 
 fn read_request(s: &mut TcpStream) -> Option<Req> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let first = lines.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")?
-        .1
-        .parse()
-        .ok()?;
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let mut parts = first.split(' ');
-    assert_eq!(parts.next(), Some("POST"));
+    let r = crate::https::testing::read_request(s, None)?;
+    assert_eq!(r.method, "POST");
     Some(Req {
-        path: parts.next()?.to_string(),
-        headers,
-        body: String::from_utf8(body).ok()?,
+        path: r.path,
+        headers: r.headers,
+        body: String::from_utf8(r.body).ok()?,
         at: Instant::now(),
     })
 }
