@@ -237,18 +237,13 @@ fn stored_alerts(data: &Path) -> String {
     stdout(&o)
 }
 
-#[test]
-fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
-    if !need_root() {
-        return;
-    }
-    let n = Netns::new("e");
-    let dir = temp_dir("e2e-run");
-    let data = dir.join("data");
+/// The slow web server on namespace a's port 8080, serving `index.html` with `body` from
+/// `dir/www`; stopped when the guard drops.
+fn serve_page(n: &Netns, dir: &Path, body: &str) -> Guard {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "hello from namespace a\n").unwrap();
-    let _server = spawn_until(
+    std::fs::write(www.join("index.html"), body).unwrap();
+    spawn_until(
         n.exec(
             &n.a,
             &[
@@ -262,7 +257,18 @@ fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
         ),
         false,
         "Serving HTTP",
-    );
+    )
+}
+
+#[test]
+fn a_new_host_alert_reaches_webhook_sse_and_database_once_across_restarts() {
+    if !need_root() {
+        return;
+    }
+    let n = Netns::new("e");
+    let dir = temp_dir("e2e-run");
+    let data = dir.join("data");
+    let _server = serve_page(&n, &dir, "hello from namespace a\n");
     let url = format!("http://{}:8080/index.html", n.addr_a);
     let remote = n.addr_a.clone();
 
@@ -456,24 +462,7 @@ fn a_host_made_safe_on_the_dashboard_is_silenced_without_a_restart() {
     let n = Netns::new("d");
     let dir = temp_dir("e2e-settings");
     let data = dir.join("data");
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "hello\n").unwrap();
-    let _server = spawn_until(
-        n.exec(
-            &n.a,
-            &[
-                python(),
-                "-c",
-                SLOW_HTTP,
-                &n.addr_a,
-                "8080",
-                www.to_str().unwrap(),
-            ],
-        ),
-        false,
-        "Serving HTTP",
-    );
+    let _server = serve_page(&n, &dir, "hello\n");
     let remote = n.addr_a.clone();
     let mut run = start(&n, &dir, &data, &dir.join("events.jsonl"), 18081);
     let secret = std::fs::read_to_string(dir.join("xdg/netvigil/web.secret")).unwrap();
